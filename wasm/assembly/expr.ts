@@ -1,0 +1,88 @@
+// JSON fragments of nftables expressions (libnftables-json(5)), written once
+// here so the rest of the planner composes them by name.
+
+export const T = '"family":"inet","table":"kpx"';
+
+export const L4PROTO = '{"meta":{"key":"l4proto"}}';
+export const DPORT = '{"payload":{"protocol":"th","field":"dport"}}';
+export const MARK = '{"meta":{"key":"mark"}}';
+export const CT_STATE_NEW = '{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":"new"}}';
+export const CT_STATE_INVALID = '{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":"invalid"}}';
+export const FIB_DADDR_LOCAL =
+  '{"match":{"op":"==","left":{"fib":{"result":"type","flags":["daddr"]}},"right":"local"}}';
+export const FIB_SADDR_LOCAL =
+  '{"match":{"op":"==","left":{"fib":{"result":"type","flags":["saddr"]}},"right":"local"}}';
+export const DROP = '{"drop":null}';
+export const RETURN = '{"return":null}';
+
+export function daddr(v6: bool): string {
+  return v6
+    ? '{"payload":{"protocol":"ip6","field":"daddr"}}'
+    : '{"payload":{"protocol":"ip","field":"daddr"}}';
+}
+
+export function saddr(v6: bool): string {
+  return v6
+    ? '{"payload":{"protocol":"ip6","field":"saddr"}}'
+    : '{"payload":{"protocol":"ip","field":"saddr"}}';
+}
+
+export function nfproto(v6: bool): string {
+  return '{"match":{"op":"==","left":{"meta":{"key":"nfproto"}},"right":"' +
+    (v6 ? "ipv6" : "ipv4") + '"}}';
+}
+
+export function natFamily(v6: bool): string {
+  return v6 ? "ip6" : "ip";
+}
+
+export function addrType(v6: bool): string {
+  return v6 ? '"ipv6_addr"' : '"ipv4_addr"';
+}
+
+export function concat(parts: string[]): string {
+  return '{"concat":[' + parts.join(",") + "]}";
+}
+
+export function match(op: string, left: string, right: string): string {
+  return '{"match":{"op":"' + op + '","left":' + left + ',"right":' + right + "}}";
+}
+
+export function setRef(name: string): string {
+  return '"@' + name + '"';
+}
+
+export function vmap(key: string, mapName: string): string {
+  return '{"vmap":{"key":' + key + ',"data":' + setRef(mapName) + "}}";
+}
+
+export function jump(chain: string): string {
+  return '{"jump":{"target":"' + chain + '"}}';
+}
+
+export function goto(chain: string): string {
+  return '{"goto":{"target":"' + chain + '"}}';
+}
+
+/** meta mark |= bits: marks the packet for masquerading in postrouting. */
+export function markMasquerade(bits: u32): string {
+  return '{"mangle":{"key":' + MARK + ',"value":{"|":[' + MARK + "," + bits.toString() + "]}}}";
+}
+
+/**
+ * A typed constant usable inside a concatenated lookup key. nft 1.0.6's JSON
+ * parser cannot type a bare number inside a concatenation, and a numgen value
+ * is an untyped integer that no named set type accepts; `meta mark & 0 | c`
+ * has the type of a mark and the value c whatever the packet's mark is.
+ */
+export function slotConst(c: u32): string {
+  const zero = '{"&":[' + MARK + ",0]}";
+  return c == 0 ? zero : '{"|":[' + zero + "," + c.toString() + "]}";
+}
+
+/** An address or CIDR string as nft JSON: "10.0.0.1" or a prefix object. */
+export function prefixOrAddr(s: string): string {
+  const slash = s.indexOf("/");
+  if (slash < 0) return '"' + s + '"';
+  return '{"prefix":{"addr":"' + s.substring(0, slash) + '","len":' + s.substring(slash + 1) + "}}";
+}

@@ -1,0 +1,160 @@
+// The decoded planner input: the host's normalised picture of the cluster.
+import {
+  DELTA_HAS_NEW,
+  DELTA_HAS_OLD,
+  EP_READY,
+  EP_SERVING,
+  EP_TERMINATING,
+  INPUT_MAGIC,
+  ABI_VERSION,
+  SVC_ETP_LOCAL,
+  SVC_ITP_LOCAL,
+} from "./abi";
+import { Reader } from "./reader";
+
+export class Endpoint {
+  addr: string = "";
+  v6: bool = false;
+  port: u16 = 0;
+  ready: bool = false;
+  serving: bool = false;
+  terminating: bool = false;
+  nodeName: string = "";
+  zoneHints: string[] = [];
+  nodeHints: string[] = [];
+}
+
+export class ServicePort {
+  name: string = "";
+  proto: u8 = 0;
+  port: u16 = 0;
+  nodePort: u16 = 0;
+  endpoints: Endpoint[] = [];
+}
+
+export class Service {
+  id: string = "";
+  etpLocal: bool = false;
+  itpLocal: bool = false;
+  affinitySeconds: u32 = 0;
+  clusterIPs: string[] = [];
+  externalIPs: string[] = [];
+  loadBalancerIPs: string[] = [];
+  sourceRanges: string[] = [];
+  ports: ServicePort[] = [];
+}
+
+export class Config {
+  masqueradeMark: u32 = 0x4000;
+  masqueradeAll: bool = false;
+  dropInvalid: bool = true;
+  localMode: u8 = 0;
+  localCIDRs: string[] = [];
+  localInterface: string = "";
+  nodePortAddressesListed: bool = false;
+  nodePortAddresses: string[] = [];
+  serviceCIDRs: string[] = [];
+  nodeName: string = "";
+  nodeZone: string = "";
+}
+
+export class Inventory {
+  layout: u32 = 0;
+  chains: string[] = [];
+  sets: string[] = [];
+}
+
+/** One entry of a delta: the service as last applied and as it is now. */
+export class ServiceChange {
+  old: Service | null = null;
+  now: Service | null = null;
+}
+
+export class PlanInput {
+  mode: u8 = 0;
+  generation: u32 = 0;
+  config: Config = new Config();
+  inventory: Inventory = new Inventory();
+  services: Service[] = [];
+  changes: ServiceChange[] = [];
+}
+
+export function isV6(addr: string): bool {
+  return addr.indexOf(":") >= 0;
+}
+
+function readService(r: Reader): Service {
+  const s = new Service();
+  s.id = r.str();
+  const flags = r.u8();
+  s.etpLocal = (flags & SVC_ETP_LOCAL) != 0;
+  s.itpLocal = (flags & SVC_ITP_LOCAL) != 0;
+  s.affinitySeconds = r.u32();
+  s.clusterIPs = r.strs();
+  s.externalIPs = r.strs();
+  s.loadBalancerIPs = r.strs();
+  s.sourceRanges = r.strs();
+  const nports = r.count(9);
+  for (let i = 0; i < nports; i++) {
+    const p = new ServicePort();
+    p.name = r.str();
+    p.proto = r.u8();
+    p.port = r.u16();
+    p.nodePort = r.u16();
+    const neps = r.count(15);
+    for (let j = 0; j < neps; j++) {
+      const e = new Endpoint();
+      e.addr = r.str();
+      e.v6 = isV6(e.addr);
+      e.port = r.u16();
+      const ef = r.u8();
+      e.ready = (ef & EP_READY) != 0;
+      e.serving = (ef & EP_SERVING) != 0;
+      e.terminating = (ef & EP_TERMINATING) != 0;
+      e.nodeName = r.str();
+      e.zoneHints = r.strs();
+      e.nodeHints = r.strs();
+      p.endpoints.push(e);
+    }
+    s.ports.push(p);
+  }
+  return s;
+}
+
+export function readInput(ptr: usize, len: usize): PlanInput {
+  const r = new Reader(ptr, ptr + len);
+  if (r.u32() != INPUT_MAGIC) abort("planner input: bad magic");
+  if (r.u32() != ABI_VERSION) abort("planner input: ABI version mismatch");
+  const input = new PlanInput();
+  input.mode = r.u8();
+  input.generation = r.u32();
+  const c = input.config;
+  c.masqueradeMark = r.u32();
+  c.masqueradeAll = r.bool();
+  c.dropInvalid = r.bool();
+  c.localMode = r.u8();
+  c.localCIDRs = r.strs();
+  c.localInterface = r.str();
+  c.nodePortAddressesListed = r.bool();
+  c.nodePortAddresses = r.strs();
+  c.serviceCIDRs = r.strs();
+  c.nodeName = r.str();
+  c.nodeZone = r.str();
+  input.inventory.layout = r.u32();
+  input.inventory.chains = r.strs();
+  input.inventory.sets = r.strs();
+  const n = r.count(1);
+  if (input.mode == 0) {
+    for (let i = 0; i < n; i++) input.services.push(readService(r));
+  } else {
+    for (let i = 0; i < n; i++) {
+      const ch = new ServiceChange();
+      const f = r.u8();
+      if ((f & DELTA_HAS_OLD) != 0) ch.old = readService(r);
+      if ((f & DELTA_HAS_NEW) != 0) ch.now = readService(r);
+      input.changes.push(ch);
+    }
+  }
+  if (r.ptr != r.end) abort("planner input: trailing bytes");
+  return input;
+}

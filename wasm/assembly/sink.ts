@@ -1,0 +1,109 @@
+// Where a service's contribution goes. A full sync streams every element
+// straight into one JSON array per map; a delta collects each service's
+// elements twice (as last applied and as now) and compares them.
+import { ByteWriter } from "./writer";
+import { ChainDef, MAP_KINDS, mapDecls } from "./layout";
+
+export class SetDef {
+  constructor(public name: string, public decl: string) {}
+}
+
+export abstract class Sink {
+  /** The writer the current element's key, then value, is written to. */
+  w: ByteWriter = new ByteWriter(128);
+  chains: ChainDef[] = [];
+  chainNames: Set<string> = new Set<string>();
+  sets: SetDef[] = [];
+  setNames: Set<string> = new Set<string>();
+  /** Shared endpoint-pick chains (slot-*, pick-*) this contribution jumps to. */
+  shared: Set<string> = new Set<string>();
+
+  abstract begin(map: i32): void;
+  /** Between key and value, for maps. */
+  abstract value(): void;
+  abstract end(): void;
+
+  /** Adds a per-service chain once; returns false if it was already added. */
+  chain(c: ChainDef): bool {
+    if (this.chainNames.has(c.name)) return false;
+    this.chainNames.add(c.name);
+    this.chains.push(c);
+    return true;
+  }
+
+  set(s: SetDef): void {
+    if (this.setNames.has(s.name)) return;
+    this.setNames.add(s.name);
+    this.sets.push(s);
+  }
+
+  /** Convenience for elements whose key and value are prepared strings. */
+  element(map: i32, key: string, value: string): void {
+    this.begin(map);
+    this.w.str(key);
+    if (value.length > 0) {
+      this.value();
+      this.w.str(value);
+    }
+    this.end();
+  }
+}
+
+export class FullSink extends Sink {
+  lists: ByteWriter[] = new Array<ByteWriter>(MAP_KINDS * 2);
+  counts: i32[] = new Array<i32>(MAP_KINDS * 2);
+  private isMap: bool = false;
+
+  constructor() {
+    super();
+    for (let i = 0; i < MAP_KINDS * 2; i++) this.lists[i] = new ByteWriter(64);
+  }
+
+  begin(map: i32): void {
+    const w = unchecked(this.lists[map]);
+    if (unchecked(this.counts[map]) > 0) w.byte(0x2c);
+    this.isMap = unchecked(mapDecls()[map]).isMap;
+    if (this.isMap) w.byte(0x5b);
+    this.w = w;
+    unchecked((this.counts[map] = this.counts[map] + 1));
+  }
+
+  value(): void {
+    this.w.byte(0x2c);
+  }
+
+  end(): void {
+    if (this.isMap) this.w.byte(0x5d);
+  }
+}
+
+export class DeltaSink extends Sink {
+  /** Per map: element key JSON -> value JSON ("" for sets). */
+  elements: Map<string, string>[] = new Array<Map<string, string>>(MAP_KINDS * 2);
+  private map: i32 = 0;
+  private key: string = "";
+  private hasValue: bool = false;
+
+  constructor() {
+    super();
+    for (let i = 0; i < MAP_KINDS * 2; i++) this.elements[i] = new Map<string, string>();
+  }
+
+  begin(map: i32): void {
+    this.map = map;
+    this.hasValue = false;
+    this.w.reset();
+  }
+
+  value(): void {
+    this.key = this.w.toString();
+    this.hasValue = true;
+    this.w.reset();
+  }
+
+  end(): void {
+    const m = unchecked(this.elements[this.map]);
+    if (this.hasValue) m.set(this.key, this.w.toString());
+    else m.set(this.w.toString(), "");
+  }
+}
