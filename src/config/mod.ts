@@ -1,0 +1,14 @@
+export {
+  type Config,
+  ConfigError,
+  defaultConfig,
+  type DetectLocalMode,
+  IPVS_SCHEDULERS,
+  type IPVSScheduler,
+  type LogFormat,
+  type ProxyMode,
+} from "./config.ts";
+export { CONFIG_API_VERSION, CONFIG_KIND, type ConfigSources, loadConfig, type LoadedConfig } from "./load.ts";
+export { planContext, resolveNodeName } from "./context.ts";
+export { SETTINGS, type Setting } from "./settings.ts";
+export { formatDuration, parseDuration } from "./duration.ts";

@@ -1,0 +1,1 @@
+export { errorText, type Fields, Logger, type LoggerOptions, type LogLevel } from "./logger.ts";

@@ -1,0 +1,149 @@
+/**
+ * Encodes the planner input. Little-endian; strings are u32 byte length +
+ * UTF-8; lists are u32 count + items. The layout mirrors
+ * wasm/assembly/model.ts#readInput; change both and bump ABI_VERSION.
+ */
+import type { Service } from "../state/mod.ts";
+import type { Inventory, PlanContext } from "./types.ts";
+
+export const ABI_VERSION = 1;
+const MAGIC = 0x5058504b; // "KPXP"
+const PROTO = { TCP: 1, UDP: 2, SCTP: 3 } as const;
+
+class Encoder {
+  #buf = new Uint8Array(1 << 16);
+  #view = new DataView(this.#buf.buffer);
+  #len = 0;
+  #text = new TextEncoder();
+
+  #ensure(n: number): void {
+    if (this.#len + n <= this.#buf.length) return;
+    let cap = this.#buf.length * 2;
+    while (cap < this.#len + n) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.#buf.subarray(0, this.#len));
+    this.#buf = next;
+    this.#view = new DataView(next.buffer);
+  }
+  u8(v: number): void {
+    this.#ensure(1);
+    this.#buf[this.#len++] = v;
+  }
+  bool(v: boolean): void {
+    this.u8(v ? 1 : 0);
+  }
+  u16(v: number): void {
+    this.#ensure(2);
+    this.#view.setUint16(this.#len, v, true);
+    this.#len += 2;
+  }
+  u32(v: number): void {
+    this.#ensure(4);
+    this.#view.setUint32(this.#len, v >>> 0, true);
+    this.#len += 4;
+  }
+  str(s: string): void {
+    this.#ensure(4 + s.length * 3);
+    const { written } = this.#text.encodeInto(s, this.#buf.subarray(this.#len + 4));
+    this.#view.setUint32(this.#len, written, true);
+    this.#len += 4 + written;
+  }
+  strs(list: readonly string[]): void {
+    this.u32(list.length);
+    for (const s of list) this.str(s);
+  }
+  bytes(): Uint8Array {
+    return this.#buf.subarray(0, this.#len);
+  }
+}
+
+function header(e: Encoder, mode: number, generation: number, ctx: PlanContext, inv: Inventory) {
+  e.u32(MAGIC);
+  e.u32(ABI_VERSION);
+  e.u8(mode);
+  e.u32(generation);
+  e.u32(2 ** ctx.masqueradeBit);
+  e.bool(ctx.masqueradeAll);
+  e.bool(ctx.dropInvalid);
+  const ld = ctx.localDetection;
+  e.u8(ld.mode === "None" ? 0 : ld.mode === "CIDR" ? 1 : ld.mode === "BridgeInterface" ? 2 : 3);
+  e.strs(ld.mode === "CIDR" ? ld.cidrs : []);
+  e.str(
+    ld.mode === "BridgeInterface"
+      ? ld.interfaceName
+      : ld.mode === "InterfaceNamePrefix"
+      ? ld.interfacePrefix
+      : "",
+  );
+  e.bool(ctx.nodePortAddresses !== null);
+  e.strs(ctx.nodePortAddresses ?? []);
+  e.strs(ctx.serviceCIDRs);
+  e.str(ctx.nodeName);
+  e.str(ctx.nodeZone);
+  e.u32(inv.layout);
+  e.strs(inv.chains);
+  e.strs(inv.sets);
+}
+
+function service(e: Encoder, s: Service): void {
+  e.str(s.id);
+  e.u8((s.externalTrafficLocal ? 1 : 0) | (s.internalTrafficLocal ? 2 : 0));
+  e.u32(s.affinitySeconds);
+  e.strs(s.clusterIPs);
+  e.strs(s.externalIPs);
+  e.strs(s.loadBalancerIPs);
+  e.strs(s.firewallSourceRanges);
+  e.u32(s.ports.length);
+  for (const p of s.ports) {
+    e.str(p.name);
+    e.u8(PROTO[p.protocol]);
+    e.u16(p.port);
+    e.u16(p.nodePort);
+    e.u32(p.endpoints.length);
+    for (const ep of p.endpoints) {
+      e.str(ep.address);
+      e.u16(ep.port);
+      e.u8((ep.ready ? 1 : 0) | (ep.serving ? 2 : 0) | (ep.terminating ? 4 : 0));
+      e.str(ep.nodeName);
+      e.strs(ep.zoneHints);
+      e.strs(ep.nodeHints);
+    }
+  }
+}
+
+export function encodeFull(
+  services: readonly Service[],
+  ctx: PlanContext,
+  inventory: Inventory,
+  generation: number,
+): Uint8Array {
+  const e = new Encoder();
+  header(e, 0, generation, ctx, inventory);
+  e.u32(services.length);
+  for (const s of services) service(e, s);
+  return e.bytes();
+}
+
+export interface ServiceChange {
+  /** The service as last applied (null: it was not programmed). */
+  old: Service | null;
+  /** The service now (null: it is gone or not programmable). */
+  now: Service | null;
+}
+
+export function encodeDelta(
+  changes: readonly ServiceChange[],
+  ctx: PlanContext,
+  inventory: Inventory,
+  generation: number,
+): Uint8Array {
+  const e = new Encoder();
+  header(e, 1, generation, ctx, inventory);
+  e.u32(changes.length);
+  for (const c of changes) {
+    e.u8((c.old ? 1 : 0) | (c.now ? 2 : 0));
+    if (c.old) service(e, c.old);
+    if (c.now) service(e, c.now);
+  }
+  return e.bytes();
+}

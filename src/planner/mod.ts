@@ -1,0 +1,10 @@
+export { Planner, PlannerError } from "./planner.ts";
+export { ABI_VERSION, type ServiceChange } from "./encode.ts";
+export {
+  EMPTY_INVENTORY,
+  type Inventory,
+  type LocalDetection,
+  type PlanContext,
+  type PlanOutput,
+} from "./types.ts";
+export { formatBatchLines, renderBatch, renderExpr, renderStmt } from "./render.ts";

@@ -1,0 +1,147 @@
+/**
+ * The host side of the WebAssembly planner: instantiate, check the ABI, pass
+ * the encoded input in, read the batch out. A trap or an abort inside the
+ * module becomes a PlannerError; the caller keeps the last good rules.
+ */
+import { PLANNER_WASM_BASE64 } from "../../wasm/build/planner_wasm.ts";
+import type { Service } from "../state/mod.ts";
+import { ABI_VERSION, encodeDelta, encodeFull, type ServiceChange } from "./encode.ts";
+import type { Inventory, PlanContext, PlanOutput } from "./types.ts";
+
+export class PlannerError extends Error {
+  override name = "PlannerError";
+}
+
+interface PlannerExports {
+  memory: WebAssembly.Memory;
+  abiVersion(): number;
+  layoutVersion(): number;
+  allocInput(len: number): number;
+  plan(): number;
+  outputPtr(): number;
+}
+
+function decodeBase64(b64: string): Uint8Array<ArrayBuffer> {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** Reads an AssemblyScript string (UTF-16, byte length stored just before it). */
+function readASString(memory: WebAssembly.Memory, ptr: number): string {
+  if (!ptr) return "";
+  const len = new DataView(memory.buffer).getUint32(ptr - 4, true);
+  return new TextDecoder("utf-16le").decode(new Uint8Array(memory.buffer, ptr, len));
+}
+
+class OutputReader {
+  #view: DataView;
+  #pos = 0;
+  #text = new TextDecoder();
+  constructor(private readonly source: Uint8Array) {
+    this.#view = new DataView(source.buffer, source.byteOffset, source.byteLength);
+  }
+  u32(): number {
+    const v = this.#view.getUint32(this.#pos, true);
+    this.#pos += 4;
+    return v;
+  }
+  /** A copy: the module's memory goes away with its instance. */
+  take(n: number): Uint8Array {
+    const out = this.source.slice(this.#pos, this.#pos + n);
+    this.#pos += n;
+    return out;
+  }
+  strs(): string[] {
+    const n = this.u32();
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) out.push(this.#text.decode(this.take(this.u32())));
+    return out;
+  }
+}
+
+export class Planner {
+  #module: WebAssembly.Module;
+  readonly layoutVersion: number;
+
+  private constructor(module: WebAssembly.Module, layoutVersion: number) {
+    this.#module = module;
+    this.layoutVersion = layoutVersion;
+  }
+
+  /** Compiles the planner module (the built-in one unless bytes are given) and checks its ABI. */
+  static async load(bytes?: Uint8Array<ArrayBuffer>): Promise<Planner> {
+    let module: WebAssembly.Module;
+    try {
+      module = await WebAssembly.compile(bytes ?? decodeBase64(PLANNER_WASM_BASE64));
+    } catch (e) {
+      throw new PlannerError("Cannot load the planner: invalid WebAssembly module", { cause: e });
+    }
+    const probe = new Planner(module, 0);
+    const ex = probe.#instantiate(() => {});
+    if (typeof ex.abiVersion !== "function" || ex.abiVersion() !== ABI_VERSION) {
+      const got = typeof ex.abiVersion === "function" ? ex.abiVersion() : "none";
+      throw new PlannerError(
+        `Cannot load the planner: module ABI version ${got}, this kpx needs ${ABI_VERSION}`,
+      );
+    }
+    return new Planner(module, ex.layoutVersion());
+  }
+
+  #instantiate(onAbort: (msg: string) => void): PlannerExports {
+    let memory: WebAssembly.Memory | undefined;
+    const instance = new WebAssembly.Instance(this.#module, {
+      env: {
+        abort(msg: number, file: number, line: number, col: number) {
+          const text = memory
+            ? `${readASString(memory, msg)} (${readASString(memory, file)}:${line}:${col})`
+            : "abort";
+          onAbort(text);
+          throw new PlannerError(`planner aborted: ${text}`);
+        },
+      },
+    });
+    const ex = instance.exports as unknown as PlannerExports;
+    memory = ex.memory;
+    return ex;
+  }
+
+  #run(input: Uint8Array): PlanOutput {
+    let aborted = "";
+    const ex = this.#instantiate((m) => aborted = m);
+    try {
+      const ptr = ex.allocInput(input.length);
+      new Uint8Array(ex.memory.buffer, ptr, input.length).set(input);
+      const len = ex.plan();
+      const reader = new OutputReader(new Uint8Array(ex.memory.buffer, ex.outputPtr(), len));
+      const batch = reader.take(reader.u32());
+      return { batch, added: reader.strs(), removed: reader.strs(), warnings: reader.strs() };
+    } catch (e) {
+      throw new PlannerError(
+        `Cannot plan: the planner failed${aborted ? `: ${aborted}` : ""}`,
+        { cause: e },
+      );
+    }
+  }
+
+  /** The whole table, replacing what `inventory` says is in the kernel. */
+  planFull(
+    services: readonly Service[],
+    ctx: PlanContext,
+    inventory: Inventory,
+    generation: number,
+  ): PlanOutput {
+    return this.#run(encodeFull(services, ctx, inventory, generation));
+  }
+
+  /** Only what the changed services add, change or remove. */
+  planDelta(
+    changes: readonly ServiceChange[],
+    ctx: PlanContext,
+    inventory: Inventory,
+    generation: number,
+  ): PlanOutput {
+    return this.#run(encodeDelta(changes, ctx, inventory, generation));
+  }
+}
