@@ -1,8 +1,8 @@
 /** `kpx plan`: manifests in, nftables batch out. */
-import { planContext } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
-import { EMPTY_INVENTORY, Planner, renderBatch } from "../planner/mod.ts";
-import { chooseNode, feedState, readManifests } from "../source/mod.ts";
+import { renderBatch } from "../planner/mod.ts";
+import { readManifests } from "../source/mod.ts";
+import { planManifests } from "./planning.ts";
 import { type FlagSpec, parseArgs, UsageError } from "./args.ts";
 import { CONFIG_FLAG, hostname, loadConfigFromArgs } from "./common.ts";
 
@@ -20,33 +20,18 @@ export async function planCommand(argv: string[], log: Logger, out: (s: string |
   if (args.positionals.length === 0) throw new UsageError(`Cannot plan: no manifest path given\nusage: ${PLAN_USAGE}`);
   const { config } = await loadConfigFromArgs(args, log);
   const objects = await readManifests(args.positionals);
-  const nodeName = config.hostnameOverride || chooseNode(objects, "") || hostname();
-  const fed = feedState(objects, nodeName);
-  for (const w of fed.warnings) log.warn(w);
-  for (const i of fed.ignored) log.info(i, {}, 2);
-  for (const id of fed.state.serviceIds()) {
-    const conflict = fed.state.conflict(id);
-    if (conflict) log.warn(conflict.message);
-  }
-  if (!fed.node) log.info("No Node object for this node in the manifests: node-dependent rules use defaults", { node: nodeName });
-  const ctx = planContext(
-    { ...config, serviceCIDRs: [...config.serviceCIDRs, ...fed.serviceCIDRs] },
-    nodeName,
-    fed.node,
-  );
-  for (const n of ctx.notes) log.info(n);
-  const planner = await Planner.load();
-  const services = fed.state.services();
   const started = performance.now();
-  const plan = planner.planFull(services, ctx, EMPTY_INVENTORY, 1);
+  const result = await planManifests(objects, config, { hostname: hostname() });
+  for (const w of result.warnings) log.warn(w);
+  for (const n of result.notes) log.info(n, {}, 1);
+  const plan = result.plan;
   log.info("Planned", {
-    node: nodeName,
-    services: services.length,
-    endpoints: services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0),
+    node: result.nodeName,
+    services: result.services.length,
+    endpoints: result.services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0),
     bytes: plan.batch.length,
     ms: Math.round((performance.now() - started) * 10) / 10,
   }, 1);
-  for (const w of plan.warnings) log.warn(w);
   if (output === "json") {
     await out(plan.batch);
     await out("\n");

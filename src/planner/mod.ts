@@ -8,3 +8,5 @@ export {
   type PlanOutput,
 } from "./types.ts";
 export { formatBatchLines, renderBatch, renderExpr, renderStmt } from "./render.ts";
+export { nextInventory } from "./inventory.ts";
+export { type PendingPlan, PlanSession } from "./session.ts";

@@ -1,7 +1,7 @@
 /** EndpointSlice (discovery.k8s.io/v1) validation. */
 import { InvalidObjectError } from "./errors.ts";
 import { parseIP } from "./ip.ts";
-import { objectName, parseProtocol } from "./service.ts";
+import { DNS1123_LABEL, objectName, parseProtocol } from "./service.ts";
 import type { EndpointSlicePort, EndpointSliceSpec, EndpointSpec } from "./types.ts";
 import { intIn, labels, list, obj, str } from "./_object.ts";
 
@@ -23,6 +23,7 @@ export function parseEndpointSlice(o: unknown): EndpointSliceResult {
     throw new InvalidObjectError("EndpointSlice", namespace, name || "<unnamed>", reason);
   };
   if (!name) fail("metadata.name is missing");
+  if (!DNS1123_LABEL.test(namespace)) fail(`metadata.namespace ${JSON.stringify(namespace)} is not a DNS-1123 label`);
   const root = obj(o);
   const lbls = labels(obj(root["metadata"]));
   const service = lbls[SERVICE_NAME_LABEL];

@@ -13,6 +13,11 @@ export type ServiceResult =
   | { kind: "service"; spec: ServiceSpec }
   | { kind: "ignored"; reason: string };
 
+export const DNS1123_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1035_LABEL = /^(?=.{1,63}$)[a-z]([-a-z0-9]*[a-z0-9])?$/;
+// IANA service name: what a named port may be called (RFC 6335).
+const IANA_SVC_NAME = /^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?!-))*[a-z0-9]?$/;
+
 const PROTOCOLS: ReadonlySet<string> = new Set(["TCP", "UDP", "SCTP"]);
 
 export function parseProtocol(v: unknown): Protocol | undefined {
@@ -36,6 +41,10 @@ export function parseService(o: unknown): ServiceResult {
     throw new InvalidObjectError("Service", namespace, name || "<unnamed>", reason);
   };
   if (!name) fail("metadata.name is missing");
+  // Names end up in nftables chain names (inside JSON strings); the API server
+  // enforces these formats, manifests on disk may not.
+  if (!DNS1035_LABEL.test(name)) fail(`metadata.name ${JSON.stringify(name)} is not a DNS-1035 label`);
+  if (!DNS1123_LABEL.test(namespace)) fail(`metadata.namespace ${JSON.stringify(namespace)} is not a DNS-1123 label`);
   const meta = obj(obj(o)["metadata"]);
   if (SERVICE_PROXY_NAME_LABEL in labels(meta)) {
     return { kind: "ignored", reason: `labelled ${SERVICE_PROXY_NAME_LABEL}` };
@@ -92,6 +101,7 @@ export function parseService(o: unknown): ServiceResult {
   if (rawPorts.length === 0) fail("spec.ports is empty");
   const seen = new Set<string>();
   const seenNames = new Set<string>();
+  const seenNodePorts = new Set<string>();
   for (const [i, rp] of rawPorts.entries()) {
     const p = obj(rp);
     const where = `spec.ports[${i}]`;
@@ -103,11 +113,19 @@ export function parseService(o: unknown): ServiceResult {
     const nodePort = nodePortRaw === undefined || nodePortRaw === null ? 0 : intIn(nodePortRaw, 0, 65535);
     if (nodePort === undefined) return fail(`${where}: nodePort ${JSON.stringify(nodePortRaw)} is out of range`);
     const portName = str(p["name"]) ?? "";
+    if (portName !== "" && !IANA_SVC_NAME.test(portName)) {
+      fail(`${where}: name ${JSON.stringify(portName)} is not a valid port name`);
+    }
     if (seenNames.has(portName)) fail(`${where}: duplicate port name ${JSON.stringify(portName)}`);
     seenNames.add(portName);
     const key = `${protocol}/${port}`;
     if (seen.has(key)) fail(`${where}: duplicate port ${key}`);
     seen.add(key);
+    if (nodePort > 0 && type !== "ClusterIP") {
+      const npKey = `${protocol}/${nodePort}`;
+      if (seenNodePorts.has(npKey)) fail(`${where}: duplicate nodePort ${npKey}`);
+      seenNodePorts.add(npKey);
+    }
     // A node port only exists for NodePort and LoadBalancer services.
     ports.push({ name: portName, protocol, port, nodePort: type === "ClusterIP" ? 0 : nodePort });
   }
@@ -131,6 +149,7 @@ export function parseService(o: unknown): ServiceResult {
   }
 
   const externalTrafficLocal = externallyAccessible && etp === "Local";
+  const lbIPs = type === "LoadBalancer" ? loadBalancerIPs.filter((ip) => !clusterIPs.includes(ip)) : [];
   const hc = intIn(spec["healthCheckNodePort"], 0, 65535) ?? 0;
   return {
     kind: "service",
@@ -139,8 +158,10 @@ export function parseService(o: unknown): ServiceResult {
       name,
       id: `${namespace}/${name}`,
       clusterIPs,
-      externalIPs: [...new Set(externalIPs)],
-      loadBalancerIPs: type === "LoadBalancer" ? loadBalancerIPs : [],
+      // One address, one role: an LB IP listed in externalIPs too is an LB IP
+      // (its source ranges apply), and the ClusterIP is never "external".
+      externalIPs: [...new Set(externalIPs)].filter((ip) => !clusterIPs.includes(ip) && !lbIPs.includes(ip)),
+      loadBalancerIPs: lbIPs,
       loadBalancerSourceRanges: [...new Set(loadBalancerSourceRanges)],
       externalTrafficLocal,
       internalTrafficLocal: itp === "Local",

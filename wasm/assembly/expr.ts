@@ -49,19 +49,37 @@ export function match(op: string, left: string, right: string): string {
 }
 
 export function setRef(name: string): string {
-  return '"@' + name + '"';
+  return jsonString("@" + name);
 }
 
 export function vmap(key: string, mapName: string): string {
   return '{"vmap":{"key":' + key + ',"data":' + setRef(mapName) + "}}";
 }
 
+/** A JSON string literal. Names are validated by the host; this is defence in depth. */
+export function jsonString(s: string): string {
+  let plain = true;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c == 0x22 || c == 0x5c) plain = false;
+  }
+  if (plain) return '"' + s + '"';
+  let out = '"';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c == 0x22 || c == 0x5c) out += "\\" + String.fromCharCode(c);
+    else if (c < 0x20) out += "\\u00" + (c < 16 ? "0" : "") + c.toString(16);
+    else out += String.fromCharCode(c);
+  }
+  return out + '"';
+}
+
 export function jump(chain: string): string {
-  return '{"jump":{"target":"' + chain + '"}}';
+  return '{"jump":{"target":' + jsonString(chain) + "}}";
 }
 
 export function goto(chain: string): string {
-  return '{"goto":{"target":"' + chain + '"}}';
+  return '{"goto":{"target":' + jsonString(chain) + "}}";
 }
 
 /** meta mark |= bits: marks the packet for masquerading in postrouting. */
