@@ -19,6 +19,8 @@ interface PlannerExports {
   allocInput(len: number): number;
   plan(): number;
   outputPtr(): number;
+  batchPtr(): number;
+  batchLen(): number;
 }
 
 function decodeBase64(b64: string): Uint8Array<ArrayBuffer> {
@@ -115,7 +117,8 @@ export class Planner {
       new Uint8Array(ex.memory.buffer, ptr, input.length).set(input);
       const len = ex.plan();
       const reader = new OutputReader(new Uint8Array(ex.memory.buffer, ex.outputPtr(), len));
-      const batch = reader.take(reader.u32());
+      // A copy: the module's memory goes away with its instance.
+      const batch = new Uint8Array(ex.memory.buffer, ex.batchPtr(), ex.batchLen()).slice();
       return { batch, added: reader.strs(), removed: reader.strs(), warnings: reader.strs() };
     } catch (e) {
       throw new PlannerError(

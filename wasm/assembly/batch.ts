@@ -21,12 +21,17 @@ import { prefixOrAddr, T } from "./expr";
 import { LAYOUT_VERSION, LOCAL_CIDR } from "./abi";
 
 export class PlanResult {
-  batch: ByteWriter = new ByteWriter(1 << 16);
+  batch: ByteWriter;
   /** Chains and sets created ("chain:<name>", "set:<name>"). */
   added: string[] = [];
   /** Chains and sets deleted. */
   removed: string[] = [];
   warnings: string[] = [];
+
+  /** capacity: a good guess saves the copies of a doubling buffer (megabytes at scale). */
+  constructor(capacity: i32) {
+    this.batch = new ByteWriter(capacity);
+  }
 }
 
 /** Writes `{"<verb>":{"<kind>":{family,table,<body>}}}` commands, comma-separated. */
@@ -88,7 +93,6 @@ function writeGeneration(cmds: Commands, generation: u32, fresh: bool): void {
 }
 
 export function planFull(input: PlanInput): PlanResult {
-  const res = new PlanResult();
   const cfg = input.config;
   const sink = new FullSink();
   for (let i = 0; i < input.services.length; i++) {
@@ -99,20 +103,18 @@ export function planFull(input: PlanInput): PlanResult {
   addCIDRs(sink, M_SERVICE_CIDRS, cfg.serviceCIDRs);
   if (cfg.nodePortAddressesListed) addCIDRs(sink, M_NODEPORT_ADDRS, cfg.nodePortAddresses);
   const fixed = fixedChains(cfg);
-  const shared = sortedNames(sink.shared);
+  const shared = sink.sharedNames();
   const sharedDefs = new Array<ChainDef>();
-  // Slot chains first: pick chains jump to them.
-  for (let i = 0; i < shared.length; i++) {
-    if (shared[i].startsWith("slot-")) sharedDefs.push(sharedChainDef(shared[i], cfg.masqueradeMark));
-  }
-  for (let i = 0; i < shared.length; i++) {
-    if (shared[i].startsWith("pick-")) sharedDefs.push(sharedChainDef(shared[i], cfg.masqueradeMark));
-  }
+  for (let i = 0; i < shared.length; i++) sharedDefs.push(sharedChainDef(shared[i], cfg.masqueradeMark));
   const planned = new Set<string>();
   for (let i = 0; i < fixed.length; i++) planned.add(fixed[i].name);
   for (let i = 0; i < sharedDefs.length; i++) planned.add(sharedDefs[i].name);
   for (let i = 0; i < sink.chains.length; i++) planned.add(sink.chains[i].name);
 
+  let size = 1 << 16;
+  for (let m = 0; m < MAP_KINDS * 2; m++) size += sink.lists[m].len + 256;
+  size += (sharedDefs.length + sink.chains.length) * 512;
+  const res = new PlanResult(size);
   const cmds = new Commands(res.batch);
   const inv = input.inventory;
   const reuse = inv.layout == LAYOUT_VERSION;
@@ -201,7 +203,7 @@ function sameRules(a: ChainDef, b: ChainDef): bool {
 }
 
 export function planDelta(input: PlanInput): PlanResult {
-  const res = new PlanResult();
+  const res = new PlanResult(4096);
   const decls = mapDecls();
   const dels = new Array<ByteWriter>(MAP_KINDS * 2);
   const adds = new Array<ByteWriter>(MAP_KINDS * 2);
@@ -260,7 +262,7 @@ export function planDelta(input: PlanInput): PlanResult {
     for (let i = 0; i < before.sets.length; i++) {
       if (!after.setNames.has(before.sets[i].name)) goneSets.push(before.sets[i].name);
     }
-    const sh = after.shared.values();
+    const sh = after.sharedNames();
     for (let i = 0; i < sh.length; i++) sharedNeeded.add(sh[i]);
   }
 

@@ -1,5 +1,8 @@
 // One service's contribution to the table: map and set elements, and for
-// services with ClientIP affinity a few chains and per-endpoint sets.
+// services with ClientIP affinity a few chains and per-endpoint sets. This is
+// the hot path of a full plan (every endpoint of every service passes here),
+// so keys and values are written straight into the sink's writer and the
+// strings that repeat (verdicts) are built once.
 import { Config, Endpoint, isV6, Service, ServicePort } from "./model";
 import { EndpointLists, selectEndpoints } from "./select";
 import { SetDef, Sink } from "./sink";
@@ -45,19 +48,42 @@ import {
   slotIndex,
 } from "./names";
 import { DROP, goto, jump, L4PROTO, markMasquerade, match, natFamily, saddr, setRef } from "./expr";
+import { ByteWriter } from "./writer";
 
 const REJECT = goto(CHAIN_REJECT);
+const TO_CLUSTERIP = goto(CHAIN_CLASS_CLUSTERIP);
+const TO_EXTERNAL = goto(CHAIN_CLASS_EXTERNAL);
+const TO_EXTERNAL_LOCAL = goto(CHAIN_CLASS_EXTERNAL_LOCAL);
+const TO_NODEPORT = goto(CHAIN_CLASS_NODEPORT);
+const TO_NODEPORT_LOCAL = goto(CHAIN_CLASS_NODEPORT_LOCAL);
 
-function ofFamily(addrs: string[], v6: bool): string[] {
-  const out = new Array<string>();
-  for (let i = 0; i < addrs.length; i++) {
-    const a = unchecked(addrs[i]);
-    if (isV6(a) == v6) out.push(a);
-  }
-  return out;
+/** goto verdicts of the shared pick/slot chains, by (path, uniform, n). */
+const pickVerdicts = new Map<i32, string>();
+
+function pickVerdict(path: i32, uniform: bool, n: i32): string {
+  const k = (((path << 1) | (uniform ? 1 : 0)) << 24) | n;
+  if (pickVerdicts.has(k)) return pickVerdicts.get(k);
+  const v = goto(n == 1 ? slotChain(path, uniform, 0) : pickChain(path, uniform, n));
+  pickVerdicts.set(k, v);
+  return v;
 }
 
+function firstOfFamily(addrs: string[], v6: bool): string {
+  for (let i = 0; i < addrs.length; i++) if (isV6(unchecked(addrs[i])) == v6) return unchecked(addrs[i]);
+  return "";
+}
+
+function countOfFamily(addrs: string[], v6: bool): i32 {
+  let n = 0;
+  for (let i = 0; i < addrs.length; i++) if (isV6(unchecked(addrs[i])) == v6) n++;
+  return n;
+}
+
+/** The endpoints of one family; the port's own array when all are of it. */
 function endpointsOfFamily(eps: Endpoint[], v6: bool): Endpoint[] {
+  let all = true;
+  for (let i = 0; i < eps.length; i++) if (unchecked(eps[i]).v6 != v6) all = false;
+  if (all) return eps;
   const out = new Array<Endpoint>();
   for (let i = 0; i < eps.length; i++) {
     const e = unchecked(eps[i]);
@@ -68,33 +94,21 @@ function endpointsOfFamily(eps: Endpoint[], v6: bool): Endpoint[] {
 
 /** Everything needed to emit one service port in one IP family. */
 class PortContext {
-  svc: Service;
-  port: ServicePort;
-  v6: bool;
-  cfg: Config;
-  sink: Sink;
   proto: string;
-  lists: EndpointLists;
-  etpLocal: bool;
-
-  constructor(svc: Service, port: ServicePort, v6: bool, cfg: Config, sink: Sink,
-    lists: EndpointLists, etpLocal: bool) {
-    this.svc = svc;
-    this.port = port;
-    this.v6 = v6;
-    this.cfg = cfg;
-    this.sink = sink;
+  constructor(
+    public svc: Service,
+    public port: ServicePort,
+    public v6: bool,
+    public cfg: Config,
+    public sink: Sink,
+    public lists: EndpointLists,
+    public etpLocal: bool,
+  ) {
     this.proto = protoName(port.proto);
-    this.lists = lists;
-    this.etpLocal = etpLocal;
-  }
-
-  isLocal(e: Endpoint): bool {
-    return e.nodeName.length > 0 && e.nodeName == this.cfg.nodeName;
   }
 }
 
-/** `"10.96.0.10","tcp",80,` — the part of a service-IP key before the slot. */
+/** `"10.96.0.10","tcp",80,` — a service-IP key up to (and including the comma before) the slot. */
 function vipInner(ip: string, proto: string, port: u16): string {
   return '"' + ip + '","' + proto + '",' + port.toString() + ",";
 }
@@ -103,17 +117,30 @@ function npInner(proto: string, port: u16): string {
   return '"' + proto + '",' + port.toString() + ",";
 }
 
-function keyOf(inner: string): string {
-  // inner ends with a comma meant for the slot; a plain key drops it.
-  return '{"concat":[' + inner.substring(0, inner.length - 1) + "]}";
+/** Writes `{"concat":[<inner without its trailing comma>]}`. */
+function writeKey(w: ByteWriter, inner: string): void {
+  w.str('{"concat":[').str(inner);
+  w.len -= 1;
+  w.str("]}");
+}
+
+function element(sink: Sink, map: i32, inner: string, value: string): void {
+  sink.begin(map);
+  writeKey(sink.w, inner);
+  if (value.length > 0) {
+    sink.value();
+    sink.w.str(value);
+  }
+  sink.end();
 }
 
 export function emitService(svc: Service, cfg: Config, sink: Sink): void {
   for (let f = 0; f < 2; f++) {
-    const v6 = f == 1;
-    const cips = ofFamily(svc.clusterIPs, v6);
-    if (cips.length == 0) continue;
-    sink.element(mapId(M_CLUSTER_IPS, v6), '"' + cips[0] + '"', "");
+    const cip = firstOfFamily(svc.clusterIPs, f == 1);
+    if (cip.length == 0) continue;
+    sink.begin(mapId(M_CLUSTER_IPS, f == 1));
+    sink.w.byte(0x22).str(cip).byte(0x22);
+    sink.end();
   }
   for (let i = 0; i < svc.ports.length; i++) {
     const p = unchecked(svc.ports[i]);
@@ -125,12 +152,11 @@ export function emitService(svc: Service, cfg: Config, sink: Sink): void {
 function emitPort(svc: Service, p: ServicePort, v6: bool, cfg: Config, sink: Sink): void {
   // Like kube-proxy's per-family proxiers: a service is handled in a family only
   // if it has a ClusterIP of that family.
-  const cips = ofFamily(svc.clusterIPs, v6);
-  if (cips.length == 0) return;
-  const cip = cips[0];
-  const ext = ofFamily(svc.externalIPs, v6);
-  const lbs = ofFamily(svc.loadBalancerIPs, v6);
-  const external = p.nodePort > 0 || ext.length > 0 || lbs.length > 0;
+  const cip = firstOfFamily(svc.clusterIPs, v6);
+  if (cip.length == 0) return;
+  const nExt = countOfFamily(svc.externalIPs, v6);
+  const nLB = countOfFamily(svc.loadBalancerIPs, v6);
+  const external = p.nodePort > 0 || nExt > 0 || nLB > 0;
   const usesCluster = !svc.itpLocal || (!svc.etpLocal && external);
   const usesLocal = svc.itpLocal || (svc.etpLocal && external);
   const lists = selectEndpoints(
@@ -141,47 +167,55 @@ function emitPort(svc: Service, p: ServicePort, v6: bool, cfg: Config, sink: Sin
   // ClusterIP: internal traffic uses the internal policy's list.
   const internal = svc.itpLocal ? lists.local : lists.cluster;
   const inner = vipInner(cip, ctx.proto, p.port);
-  const key = keyOf(inner);
   if (internal.length > 0) {
-    sink.element(mapId(M_SERVICE_IPS, v6), key, goto(CHAIN_CLASS_CLUSTERIP));
-    target(ctx, mapId(M_VIP_TARGETS, v6), key, inner, internal, PATH_VIP, svc.itpLocal);
+    element(sink, mapId(M_SERVICE_IPS, v6), inner, TO_CLUSTERIP);
+    target(ctx, mapId(M_VIP_TARGETS, v6), inner, internal, PATH_VIP, svc.itpLocal);
   } else {
     // iTP=Local with endpoints elsewhere only: drop; no endpoints at all: reject.
-    sink.element(mapId(M_NOEP_SERVICES, v6), key, lists.hasAny ? DROP : REJECT);
+    element(sink, mapId(M_NOEP_SERVICES, v6), inner, lists.hasAny ? DROP : REJECT);
   }
 
-  const ranges = ofFamily(svc.sourceRanges, v6);
-  for (let i = 0; i < ext.length + lbs.length; i++) {
-    const isLB = i >= ext.length;
-    const ip = isLB ? lbs[i - ext.length] : ext[i];
-    const vinner = vipInner(ip, ctx.proto, p.port);
-    const vkey = keyOf(vinner);
-    externalDestination(ctx, vkey, vinner, false);
-    if (isLB && ranges.length > 0) {
-      sink.element(mapId(M_FIREWALL_IPS, v6), vkey, "");
-      // The host hands over non-overlapping ranges (an interval set rejects
-      // overlaps), already including the LB IPs when a range covers a node IP.
-      for (let r = 0; r < ranges.length; r++) {
-        sink.element(mapId(M_FIREWALL_ALLOW, v6), firewallKey(vinner, ranges[r]), "");
+  const ranges = svc.sourceRanges;
+  const nRanges = countOfFamily(ranges, v6);
+  for (let pass = 0; pass < 2; pass++) {
+    const isLB = pass == 1;
+    const ips = isLB ? svc.loadBalancerIPs : svc.externalIPs;
+    for (let i = 0; i < ips.length; i++) {
+      const ip = unchecked(ips[i]);
+      if (isV6(ip) != v6) continue;
+      const vinner = vipInner(ip, ctx.proto, p.port);
+      externalDestination(ctx, vinner, false);
+      if (isLB && nRanges > 0) {
+        element(sink, mapId(M_FIREWALL_IPS, v6), vinner, "");
+        // The host hands over non-overlapping ranges (an interval set rejects
+        // overlaps), already including the LB IPs when a range covers a node IP.
+        for (let r = 0; r < ranges.length; r++) {
+          const range = unchecked(ranges[r]);
+          if (isV6(range) != v6) continue;
+          sink.begin(mapId(M_FIREWALL_ALLOW, v6));
+          writeFirewallKey(sink.w, vinner, range);
+          sink.end();
+        }
       }
     }
   }
-  if (p.nodePort > 0) {
-    const ninner = npInner(ctx.proto, p.nodePort);
-    externalDestination(ctx, keyOf(ninner), ninner, true);
-  }
+  if (p.nodePort > 0) externalDestination(ctx, npInner(ctx.proto, p.nodePort), true);
 }
 
-function firewallKey(inner: string, range: string): string {
+function writeFirewallKey(w: ByteWriter, inner: string, range: string): void {
+  w.str('{"concat":[').str(inner);
   const slash = range.indexOf("/");
-  const r = slash < 0
-    ? '"' + range + '"'
-    : '{"prefix":{"addr":"' + range.substring(0, slash) + '","len":' + range.substring(slash + 1) + "}}";
-  return '{"concat":[' + inner + r + "]}";
+  if (slash < 0) {
+    w.byte(0x22).str(range).byte(0x22);
+  } else {
+    w.str('{"prefix":{"addr":"').str(range.substring(0, slash)).str('","len":')
+      .str(range.substring(slash + 1)).str("}}");
+  }
+  w.str("]}");
 }
 
 /** External IPs, LB IPs and node ports: the external traffic policy applies. */
-function externalDestination(ctx: PortContext, key: string, inner: string, nodePort: bool): void {
+function externalDestination(ctx: PortContext, inner: string, nodePort: bool): void {
   const v6 = ctx.v6;
   const sink = ctx.sink;
   const dispatch = mapId(nodePort ? M_SERVICE_NODEPORTS : M_SERVICE_IPS, v6);
@@ -191,41 +225,39 @@ function externalDestination(ctx: PortContext, key: string, inner: string, nodeP
   const local = ctx.lists.local;
   if (!ctx.etpLocal) {
     if (cluster.length > 0) {
-      sink.element(dispatch, key, goto(nodePort ? CHAIN_CLASS_NODEPORT : CHAIN_CLASS_EXTERNAL));
-      target(ctx, targets, key, inner, cluster, nodePort ? PATH_NODEPORT : PATH_VIP, false);
+      element(sink, dispatch, inner, nodePort ? TO_NODEPORT : TO_EXTERNAL);
+      target(ctx, targets, inner, cluster, nodePort ? PATH_NODEPORT : PATH_VIP, false);
     } else {
-      sink.element(noEndpoints, key, REJECT);
+      element(sink, noEndpoints, inner, REJECT);
     }
     return;
   }
   if (cluster.length > 0 || local.length > 0) {
-    sink.element(
-      dispatch, key, goto(nodePort ? CHAIN_CLASS_NODEPORT_LOCAL : CHAIN_CLASS_EXTERNAL_LOCAL),
-    );
+    element(sink, dispatch, inner, nodePort ? TO_NODEPORT_LOCAL : TO_EXTERNAL_LOCAL);
   }
   if (local.length > 0) {
-    target(ctx, targets, key, inner, local, nodePort ? PATH_NODEPORT : PATH_VIP, true);
+    target(ctx, targets, inner, local, nodePort ? PATH_NODEPORT : PATH_VIP, true);
   } else {
     // eTP=Local with no local endpoint: external clients are dropped (the LB
     // health check steers them elsewhere); with no endpoint anywhere, reject.
-    sink.element(noEndpoints, key, ctx.lists.hasAny ? DROP : REJECT);
+    element(sink, noEndpoints, inner, ctx.lists.hasAny ? DROP : REJECT);
   }
   if (cluster.length > 0) {
     const sc = mapId(nodePort ? M_NP_SC_TARGETS : M_VIP_SC_TARGETS, v6);
-    target(ctx, sc, key, inner, cluster, nodePort ? PATH_NODEPORT_SC : PATH_VIP_SC, false);
+    target(ctx, sc, inner, cluster, nodePort ? PATH_NODEPORT_SC : PATH_VIP_SC, false);
   }
 }
 
 /**
- * Points `key` in the verdict map `targets` at the endpoint list `eps`:
- * through the shared pick/slot chains with the list as map elements, or, for
- * ClientIP affinity, through the service port's affinity chain.
+ * Points the key `inner` in the verdict map `targets` at the endpoint list
+ * `eps`: through the shared pick/slot chains with the list as map elements,
+ * or, for ClientIP affinity, through the service port's affinity chain.
  */
-function target(ctx: PortContext, targets: i32, key: string, inner: string, eps: Endpoint[],
-  path: i32, localList: bool): void {
+function target(ctx: PortContext, targets: i32, inner: string, eps: Endpoint[], path: i32,
+  localList: bool): void {
   const sink = ctx.sink;
   if (ctx.svc.affinitySeconds > 0) {
-    sink.element(targets, key, goto(affinityChains(ctx, eps, localList)));
+    element(sink, targets, inner, goto(affinityChains(ctx, eps, localList)));
     return;
   }
   const n = eps.length;
@@ -233,10 +265,8 @@ function target(ctx: PortContext, targets: i32, key: string, inner: string, eps:
   for (let i = 1; i < n; i++) {
     if (unchecked(eps[i]).port != unchecked(eps[0]).port) uniform = false;
   }
-  const chain = n == 1 ? slotChain(path, uniform, 0) : pickChain(path, uniform, n);
-  sink.element(targets, key, goto(chain));
-  if (n > 1) sink.shared.add(chain);
-  for (let i = 0; i < n; i++) sink.shared.add(slotChain(path, uniform, i));
+  element(sink, targets, inner, pickVerdict(path, uniform, n));
+  sink.useList(path, uniform, n);
 
   const np = isNodePortPath(path);
   const v6 = ctx.v6;
@@ -249,7 +279,7 @@ function target(ctx: PortContext, targets: i32, key: string, inner: string, eps:
     sink.begin(addrs);
     sink.w.str('{"concat":[').str(inner).uint(idx).str("]}");
     sink.value();
-    sink.w.byte(0x22).str(e.addr).byte(0x22);
+    sink.w.byte(0x22).raw(e.addrPtr, e.addrLen).byte(0x22);
     sink.end();
     if (!uniform) {
       sink.begin(ports);
@@ -258,9 +288,10 @@ function target(ctx: PortContext, targets: i32, key: string, inner: string, eps:
       sink.w.uint(e.port);
       sink.end();
     }
-    if (ctx.isLocal(e)) {
+    if (e.local) {
       sink.begin(hairpin);
-      sink.w.str('{"concat":["').str(e.addr).str('",').str(inner).uint(idx).str("]}");
+      sink.w.str('{"concat":["').raw(e.addrPtr, e.addrLen).str('",').str(inner).uint(idx)
+        .str("]}");
       sink.end();
     }
   }
@@ -298,13 +329,16 @@ function affinityChains(ctx: PortContext, eps: Endpoint[], localList: bool): str
 
   const timeout = svc.affinitySeconds.toString();
   const sa = saddr(v6);
+  // nft only accepts a DNAT port after a transport protocol match.
+  const proto = match("==", L4PROTO, '"' + ctx.proto + '"');
   const sticky = new ChainDef(stickyName, "");
   const pick = new ChainDef(pickName, "");
   const n = eps.length;
   for (let i = 0; i < n; i++) {
     const e = unchecked(eps[i]);
+    const addr = e.addrString();
     const setName = "affinity-ep-" +
-      hash64(svc.id + "|" + p.name + "|" + ctx.proto + "|" + e.addr + "|" + e.port.toString() +
+      hash64(svc.id + "|" + p.name + "|" + ctx.proto + "|" + addr + "|" + e.port.toString() +
         "|" + timeout);
     ctx.sink.set(new SetDef(
       setName,
@@ -312,14 +346,12 @@ function affinityChains(ctx: PortContext, eps: Endpoint[], localList: bool): str
     ));
     const known = match("==", sa, setRef(setName));
     const refresh = '{"set":{"op":"update","elem":' + sa + ',"set":' + setRef(setName) + "}}";
-    const dnat = '{"dnat":{"family":"' + natFamily(v6) + '","addr":"' + e.addr + '","port":' +
+    const dnat = '{"dnat":{"family":"' + natFamily(v6) + '","addr":"' + addr + '","port":' +
       e.port.toString() + "}}";
-    // nft only accepts a DNAT port after a transport protocol match.
-    const proto = match("==", L4PROTO, '"' + ctx.proto + '"');
-    if (ctx.isLocal(e)) {
+    if (e.local) {
       // Hairpin: the endpoint itself is the client.
       sticky.rule([
-        proto, match("==", sa, '"' + e.addr + '"'), known, refresh,
+        proto, match("==", sa, '"' + addr + '"'), known, refresh,
         markMasquerade(ctx.cfg.masqueradeMark), dnat,
       ]);
     }

@@ -10,6 +10,7 @@ import { ByteWriter } from "./writer";
 
 let input: Uint8Array = new Uint8Array(0);
 let output: ByteWriter = new ByteWriter(16);
+let batch: ByteWriter = new ByteWriter(16);
 
 export function abiVersion(): u32 {
   return ABI_VERSION;
@@ -40,15 +41,16 @@ function strs(w: ByteWriter, list: string[]): void {
   }
 }
 
-/** Plans the input; returns the output length. Output layout: u32 batch
- *  length, batch bytes (UTF-8 JSON), then three string lists (u32 count, each
- *  u32 length + UTF-8): objects added, objects removed, warnings. */
+/** Plans the input. The batch (UTF-8 JSON) is at batchPtr()/batchLen(); the
+ *  returned length is that of the side output at outputPtr(): three string
+ *  lists (u32 count, each u32 length + UTF-8): objects added, objects
+ *  removed, warnings. The batch is not copied: at 30k services it is tens of
+ *  megabytes. */
 export function plan(): u32 {
   const parsed = readInput(input.dataStart, <usize>input.length);
   const res: PlanResult = parsed.mode == MODE_FULL ? planFull(parsed) : planDelta(parsed);
-  output = new ByteWriter(res.batch.len + 1024);
-  u32le(output, <u32>res.batch.len);
-  output.append(res.batch);
+  batch = res.batch;
+  output = new ByteWriter(1024);
   strs(output, res.added);
   strs(output, res.removed);
   strs(output, res.warnings);
@@ -57,4 +59,12 @@ export function plan(): u32 {
 
 export function outputPtr(): usize {
   return output.buf.dataStart;
+}
+
+export function batchPtr(): usize {
+  return batch.buf.dataStart;
+}
+
+export function batchLen(): u32 {
+  return <u32>batch.len;
 }

@@ -12,16 +12,36 @@ import {
 } from "./abi";
 import { Reader } from "./reader";
 
+/**
+ * An endpoint, decoded without allocating more than the object itself: the
+ * address stays in the input buffer (it is only ever copied to the output),
+ * and the node name and hints are reduced to what the planner asks of them.
+ */
 export class Endpoint {
-  addr: string = "";
+  /** Where the address's bytes are in the input buffer. */
+  addrPtr: usize;
+  addrLen: u32;
   v6: bool = false;
   port: u16 = 0;
   ready: bool = false;
   serving: bool = false;
   terminating: bool = false;
-  nodeName: string = "";
-  zoneHints: string[] = [];
-  nodeHints: string[] = [];
+  /** nodeName is this node's name. */
+  local: bool = false;
+  /** Zone hints: 0 none, 1 some but not this node's zone, 3 includes it. */
+  zoneHints: u8 = 0;
+  /** Node hints (PreferSameNode), same encoding. */
+  nodeHints: u8 = 0;
+
+  constructor(addrPtr: usize, addrLen: u32) {
+    this.addrPtr = addrPtr;
+    this.addrLen = addrLen;
+    for (let i: u32 = 0; i < addrLen; i++) if (load<u8>(addrPtr + i) == 0x3a) this.v6 = true;
+  }
+
+  addrString(): string {
+    return String.UTF8.decodeUnsafe(this.addrPtr, <usize>this.addrLen);
+  }
 }
 
 export class ServicePort {
@@ -83,7 +103,7 @@ export function isV6(addr: string): bool {
   return addr.indexOf(":") >= 0;
 }
 
-function readService(r: Reader): Service {
+function readService(r: Reader, cfg: Config): Service {
   const s = new Service();
   s.id = r.str();
   const flags = r.u8();
@@ -102,19 +122,19 @@ function readService(r: Reader): Service {
     p.port = r.u16();
     p.nodePort = r.u16();
     const neps = r.count(15);
+    p.endpoints = new Array<Endpoint>(neps);
     for (let j = 0; j < neps; j++) {
-      const e = new Endpoint();
-      e.addr = r.str();
-      e.v6 = isV6(e.addr);
+      const len = r.u32();
+      const e = new Endpoint(r.skip(len), len);
       e.port = r.u16();
       const ef = r.u8();
       e.ready = (ef & EP_READY) != 0;
       e.serving = (ef & EP_SERVING) != 0;
       e.terminating = (ef & EP_TERMINATING) != 0;
-      e.nodeName = r.str();
-      e.zoneHints = r.strs();
-      e.nodeHints = r.strs();
-      p.endpoints.push(e);
+      e.local = r.strEquals(cfg.nodeName);
+      e.zoneHints = r.listHas(cfg.nodeZone);
+      e.nodeHints = r.listHas(cfg.nodeName);
+      unchecked((p.endpoints[j] = e));
     }
     s.ports.push(p);
   }
@@ -145,13 +165,14 @@ export function readInput(ptr: usize, len: usize): PlanInput {
   input.inventory.sets = r.strs();
   const n = r.count(1);
   if (input.mode == 0) {
-    for (let i = 0; i < n; i++) input.services.push(readService(r));
+    input.services = new Array<Service>(n);
+    for (let i = 0; i < n; i++) unchecked((input.services[i] = readService(r, c)));
   } else {
     for (let i = 0; i < n; i++) {
       const ch = new ServiceChange();
       const f = r.u8();
-      if ((f & DELTA_HAS_OLD) != 0) ch.old = readService(r);
-      if ((f & DELTA_HAS_NEW) != 0) ch.now = readService(r);
+      if ((f & DELTA_HAS_OLD) != 0) ch.old = readService(r, c);
+      if ((f & DELTA_HAS_NEW) != 0) ch.now = readService(r, c);
       input.changes.push(ch);
     }
   }

@@ -6,9 +6,9 @@ import { Endpoint } from "./model";
 
 export class EndpointLists {
   /** Endpoints for traffic under the Cluster policy. */
-  cluster: Endpoint[] = [];
+  cluster: Endpoint[] = new Array<Endpoint>();
   /** Endpoints on this node, for traffic under the Local policy. */
-  local: Endpoint[] = [];
+  local: Endpoint[] = new Array<Endpoint>();
   /** Any usable endpoint anywhere (ready, or serving and terminating). */
   hasAny: bool = false;
 }
@@ -31,19 +31,19 @@ function topologyMode(eps: Endpoint[], nodeName: string, zone: string): i32 {
   for (let i = 0; i < eps.length; i++) {
     const e = unchecked(eps[i]);
     if (!e.ready) continue;
-    if (e.nodeHints.length == 0) allNode = false;
-    else if (e.nodeHints.includes(nodeName)) forNode = true;
-    if (e.zoneHints.length == 0) allZone = false;
-    else if (zone.length > 0 && e.zoneHints.includes(zone)) forZone = true;
+    if (e.nodeHints == 0) allNode = false;
+    else if (e.nodeHints == 3) forNode = true;
+    if (e.zoneHints == 0) allZone = false;
+    else if (zone.length > 0 && e.zoneHints == 3) forZone = true;
   }
   if (allNode && forNode) return TOPOLOGY_SAME_NODE;
   if (allZone && forZone) return TOPOLOGY_SAME_ZONE;
   return TOPOLOGY_NONE;
 }
 
-function availableForTopology(e: Endpoint, mode: i32, nodeName: string, zone: string): bool {
-  if (mode == TOPOLOGY_SAME_NODE) return e.nodeHints.includes(nodeName);
-  if (mode == TOPOLOGY_SAME_ZONE) return e.zoneHints.includes(zone);
+function availableForTopology(e: Endpoint, mode: i32): bool {
+  if (mode == TOPOLOGY_SAME_NODE) return e.nodeHints == 3;
+  if (mode == TOPOLOGY_SAME_ZONE) return e.zoneHints == 3;
   return true;
 }
 
@@ -62,9 +62,16 @@ export function selectEndpoints(
   const out = new EndpointLists();
   if (usesCluster) {
     const mode = topologyMode(eps, nodeName, zone);
-    for (let i = 0; i < eps.length; i++) {
-      const e = unchecked(eps[i]);
-      if (e.ready && availableForTopology(e, mode, nodeName, zone)) out.cluster.push(e);
+    let allReady = true;
+    for (let i = 0; i < eps.length; i++) if (!unchecked(eps[i]).ready) allReady = false;
+    if (allReady && mode == TOPOLOGY_NONE) {
+      // The common case: every endpoint is used; share the array.
+      out.cluster = eps;
+    } else {
+      for (let i = 0; i < eps.length; i++) {
+        const e = unchecked(eps[i]);
+        if (e.ready && availableForTopology(e, mode)) out.cluster.push(e);
+      }
     }
     // No ready endpoint anywhere: fall back to endpoints that are terminating
     // but still serving, so connections drain instead of failing.
@@ -81,7 +88,7 @@ export function selectEndpoints(
   let localTerminating = false;
   for (let i = 0; i < eps.length; i++) {
     const e = unchecked(eps[i]);
-    const isLocal = e.nodeName.length > 0 && e.nodeName == nodeName;
+    const isLocal = e.local;
     if (e.ready) {
       out.hasAny = true;
       if (isLocal) localReady = true;
@@ -92,7 +99,7 @@ export function selectEndpoints(
   }
   for (let i = 0; i < eps.length; i++) {
     const e = unchecked(eps[i]);
-    if (!(e.nodeName.length > 0 && e.nodeName == nodeName)) continue;
+    if (!e.local) continue;
     if (localReady ? e.ready : localTerminating && e.serving && e.terminating) out.local.push(e);
   }
   return out;

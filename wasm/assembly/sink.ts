@@ -3,6 +3,7 @@
 // elements twice (as last applied and as now) and compares them.
 import { ByteWriter } from "./writer";
 import { ChainDef, MAP_KINDS, mapDecls } from "./layout";
+import { pickChain, slotChain } from "./names";
 
 export class SetDef {
   constructor(public name: string, public decl: string) {}
@@ -15,8 +16,33 @@ export abstract class Sink {
   chainNames: Set<string> = new Set<string>();
   sets: SetDef[] = [];
   setNames: Set<string> = new Set<string>();
-  /** Shared endpoint-pick chains (slot-*, pick-*) this contribution jumps to. */
-  shared: Set<string> = new Set<string>();
+  /** Shared chains used, by (path, uniform): the number of slot chains needed
+   *  and the list lengths that need a pick chain. Integers, not names: this is
+   *  per endpoint, the hottest path of a full plan. */
+  slots: i32[] = [0, 0, 0, 0, 0, 0, 0, 0];
+  picks: Set<i32> = new Set<i32>();
+
+  useList(path: i32, uniform: bool, n: i32): void {
+    const k = path * 2 + (uniform ? 1 : 0);
+    if (n > unchecked(this.slots[k])) unchecked((this.slots[k] = n));
+    if (n > 1) this.picks.add((k << 24) | n);
+  }
+
+  /** Names of the shared chains used, slot chains first (pick chains jump to them). */
+  sharedNames(): string[] {
+    const out = new Array<string>();
+    for (let k = 0; k < 8; k++) {
+      for (let i = 0; i < unchecked(this.slots[k]); i++) out.push(slotChain(k >> 1, (k & 1) == 1, i));
+    }
+    const picks = this.picks.values();
+    picks.sort();
+    for (let i = 0; i < picks.length; i++) {
+      const v = picks[i];
+      const k = v >> 24;
+      out.push(pickChain(k >> 1, (k & 1) == 1, v & 0xffffff));
+    }
+    return out;
+  }
 
   abstract begin(map: i32): void;
   /** Between key and value, for maps. */

@@ -110,6 +110,14 @@ export class ByteWriter {
     return this;
   }
 
+  /** Copies bytes from elsewhere in memory (e.g. an address in the input). */
+  raw(ptr: usize, len: u32): ByteWriter {
+    this.ensure(<i32>len);
+    memory.copy(this.buf.dataStart + <usize>this.len, ptr, <usize>len);
+    this.len += <i32>len;
+    return this;
+  }
+
   append(other: ByteWriter): ByteWriter {
     this.ensure(other.len);
     memory.copy(this.buf.dataStart + <usize>this.len, other.buf.dataStart, <usize>other.len);
