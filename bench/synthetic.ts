@@ -8,11 +8,19 @@ import type { Service } from "../src/state/mod.ts";
 export function syntheticServices(n: number, endpoints: number, opts: { nodePortEvery?: number } = {}): Service[] {
   const out: Service[] = [];
   const every = opts.nodePortEvery ?? 10;
-  for (let i = 0; i < n; i++) out.push(syntheticService(i, endpoints, every > 0 && i % every === 0));
+  // Node ports must be unique: 30000-32767 holds 2768 of them.
+  const np = (i: number) => every > 0 && i % every === 0 && i / every < 2768;
+  for (let i = 0; i < n; i++) out.push(syntheticService(i, endpoints, np(i), 0, every));
   return out;
 }
 
-export function syntheticService(i: number, endpoints: number, nodePort = false, version = 0): Service {
+export function syntheticService(
+  i: number,
+  endpoints: number,
+  nodePort = false,
+  version = 0,
+  nodePortEvery = 10,
+): Service {
   const eps = [];
   for (let e = 0; e < endpoints; e++) {
     const k = i * endpoints + e + version;
@@ -39,6 +47,6 @@ export function syntheticService(i: number, endpoints: number, nodePort = false,
     internalTrafficLocal: false,
     affinitySeconds: 0,
     healthCheckNodePort: 0,
-    ports: [{ name: "http", protocol: "TCP", port: 80, nodePort: nodePort ? 30000 + (i % 2700) : 0, endpoints: eps }],
+    ports: [{ name: "http", protocol: "TCP", port: 80, nodePort: nodePort ? 30000 + Math.floor(i / nodePortEvery) : 0, endpoints: eps }],
   };
 }

@@ -1,10 +1,15 @@
-/** The command table: usage and flags of each subcommand. */
+/**
+ * The command table. Each subcommand lives in its own file exporting a
+ * handler; registering one is one entry here and one in COMMAND_HELP.
+ */
 import type { Logger } from "../log/mod.ts";
 import { flagHelp } from "./args.ts";
 import { PLAN_FLAGS, PLAN_USAGE } from "./plan_command.ts";
 
+export type Output = (s: string | Uint8Array) => Promise<void>;
+
 export interface Command {
-  run(argv: string[], log: Logger, out: (s: string | Uint8Array) => Promise<void>): Promise<number>;
+  run(argv: string[], log: Logger, out: Output): Promise<number>;
 }
 
 export const COMMANDS: Record<string, Command> = {};

@@ -1,0 +1,46 @@
+/**
+ * `deno task bench`: runs the benchmark suites and writes docs/benchmarks.md
+ * (and .json). `--quick` for fewer runs and sizes; `--only a,b` to pick suites.
+ * Kernel benchmarks run only inside namespaces they create.
+ */
+import { BenchReport } from "./report.ts";
+import { planBench } from "./plan_bench.ts";
+
+type Suite = (report: BenchReport, opts: { quick: boolean }) => Promise<void>;
+
+/** Suites in run order. Each lives in its own bench/<name>_bench.ts. */
+const SUITES: Record<string, Suite> = {
+  planner: planBench,
+};
+
+async function machineInfo(): Promise<string> {
+  const read = async (cmd: string, args: string[]) => {
+    try {
+      const out = await new Deno.Command(cmd, { args, stderr: "null" }).output();
+      return new TextDecoder().decode(out.stdout).trim();
+    } catch {
+      return "unknown";
+    }
+  };
+  const cpus = (await Deno.readTextFile("/proc/cpuinfo").catch(() => "")).split("\n")
+    .filter((l) => l.startsWith("model name")).map((l) => l.split(":")[1]!.trim());
+  return [
+    `Machine: ${cpus.length} x ${cpus[0] ?? "unknown CPU"}, ${Math.round(Deno.systemMemoryInfo().total / 2 ** 30)} GiB; ` +
+    `kernel ${Deno.osRelease()}; ${await read("nft", ["--version"])}; Deno ${Deno.version.deno}.`,
+  ].join("\n");
+}
+
+const quick = Deno.args.includes("--quick");
+const onlyArg = Deno.args.find((a) => a.startsWith("--only="));
+const only = onlyArg ? onlyArg.slice(7).split(",") : Object.keys(SUITES);
+const report = new BenchReport();
+for (const name of only) {
+  const suite = SUITES[name];
+  if (!suite) throw new Error(`Cannot run benchmark suite ${name}: unknown (have ${Object.keys(SUITES).join(", ")})`);
+  await suite(report, { quick });
+}
+const docs = new URL("../docs/", import.meta.url).pathname;
+await Deno.mkdir(docs, { recursive: true });
+await Deno.writeTextFile(`${docs}benchmarks.md`, report.toMarkdown(await machineInfo()));
+await Deno.writeTextFile(`${docs}benchmarks.json`, JSON.stringify(report.figures, null, 1) + "\n");
+console.log(`wrote ${docs}benchmarks.md`);
