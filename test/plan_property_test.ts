@@ -8,21 +8,12 @@
  */
 import { deepEqual, equal } from "node:assert/strict";
 import { FakeNftables } from "../src/apply/nft_fake.ts";
-import { EMPTY_INVENTORY, type PlanContext, Planner, PlanSession } from "../src/planner/mod.ts";
+import { EMPTY_INVENTORY, Planner, PlanSession } from "../src/planner/mod.ts";
+import { CONTEXT } from "./contexts.ts";
 import { ClusterState } from "../src/state/mod.ts";
 import { ClusterGenerator } from "./cluster_gen.ts";
 import { StateFeeder } from "./state_feeder.ts";
 
-export const CONTEXT: PlanContext = {
-  nodeName: "node-a",
-  nodeZone: "zone-a",
-  masqueradeBit: 14,
-  masqueradeAll: false,
-  dropInvalid: true,
-  localDetection: { mode: "CIDR", cidrs: ["10.244.0.0/16", "fd00:10:244::/48"] },
-  nodePortAddresses: null,
-  serviceCIDRs: ["10.96.0.0/16"],
-};
 
 const planner = await Planner.load();
 

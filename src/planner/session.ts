@@ -15,8 +15,12 @@ export interface PendingPlan {
   full: boolean;
   output: PlanOutput;
   generation: number;
-  /** Services the plan covers (ids); all services for a full plan. */
+  /** Services the plan covers; all services for a full plan. */
   services: number;
+  /** The inventory the kernel will hold once the plan is applied. */
+  inventory: Inventory;
+  /** Services whose programming the plan changes (for conntrack cleanup). */
+  changes(): ServiceChange[];
   /** Marks the plan as applied: the next plan starts from it. */
   commit(): void;
 }
@@ -60,23 +64,7 @@ export class PlanSession {
     const full = opts.full || changes.full || this.#needFull || ctxKey !== this.#context;
     // Generations wrap within the marker's 32 bits; 0 means "none".
     const generation = (this.#generation % 0xffffffff) + 1;
-    if (full) {
-      const services = state.services();
-      const output = this.#planner.planFull(services, ctx, this.#inventory, generation);
-      return {
-        full: true,
-        output,
-        generation,
-        services: services.length,
-        commit: () => {
-          this.#applied = new Map(services.map((s) => [s.id, s]));
-          this.#inventory = nextInventory(this.#inventory, output, this.#planner.layoutVersion);
-          this.#generation = generation;
-          this.#context = ctxKey;
-          this.#needFull = false;
-        },
-      };
-    }
+    if (full) return this.#fullPlan(state.services(), ctx, generation);
     const now = new Map<string, Service | null>();
     const list: ServiceChange[] = [];
     for (const id of changes.services) {
@@ -86,19 +74,67 @@ export class PlanSession {
       if (o || n) list.push({ old: o, now: n });
     }
     const output = this.#planner.planDelta(list, ctx, this.#inventory, generation);
+    const inventory = nextInventory(this.#inventory, output, this.#planner.layoutVersion);
     return {
       full: false,
       output,
       generation,
       services: list.length,
+      inventory,
+      changes: () => list,
       commit: () => {
         for (const [id, s] of now) {
           if (s) this.#applied.set(id, s);
           else this.#applied.delete(id);
         }
-        this.#inventory = nextInventory(this.#inventory, output, this.#planner.layoutVersion);
+        this.#inventory = inventory;
         this.#generation = generation;
       },
     };
+  }
+
+  #fullPlan(services: Service[], ctx: PlanContext, generation: number): PendingPlan {
+    const ctxKey = JSON.stringify(ctx);
+    const output = this.#planner.planFull(services, ctx, this.#inventory, generation);
+    const inventory = nextInventory(this.#inventory, output, this.#planner.layoutVersion);
+    const previous = this.#applied;
+    return {
+      full: true,
+      output,
+      generation,
+      services: services.length,
+      inventory,
+      changes: () => {
+        const now = new Map(services.map((s) => [s.id, s]));
+        const out: ServiceChange[] = [];
+        for (const id of new Set([...previous.keys(), ...now.keys()])) {
+          out.push({ old: previous.get(id) ?? null, now: now.get(id) ?? null });
+        }
+        return out;
+      },
+      commit: () => {
+        this.#applied = new Map(services.map((s) => [s.id, s]));
+        this.#inventory = inventory;
+        this.#generation = generation;
+        this.#context = ctxKey;
+        this.#needFull = false;
+      },
+    };
+  }
+
+  /**
+   * A full plan of what was last applied, against the given kernel inventory:
+   * restores the last good ruleset after a failed verification.
+   */
+  planRestore(inventory: Inventory): PendingPlan | null {
+    if (!this.#context) return null;
+    this.#inventory = inventory;
+    const generation = (this.#generation % 0xffffffff) + 1;
+    return this.#fullPlan([...this.#applied.values()], JSON.parse(this.#context) as PlanContext, generation);
+  }
+
+  /** Takes over the kernel's generation counter (after a restart), so generations keep rising. */
+  resumeGeneration(generation: number): void {
+    if (generation > this.#generation) this.#generation = generation;
   }
 }

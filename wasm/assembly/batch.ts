@@ -126,6 +126,8 @@ export function planFull(input: PlanInput): PlanResult {
     // types. Replace it whole, still in this one transaction.
     cmds.table("delete");
     cmds.table("add");
+    for (let i = 0; i < inv.chains.length; i++) res.removed.push("chain:" + inv.chains[i]);
+    for (let i = 0; i < inv.sets.length; i++) res.removed.push("set:" + inv.sets[i]);
   }
   const decls = mapDecls();
   if (reuse) {
@@ -142,9 +144,12 @@ export function planFull(input: PlanInput): PlanResult {
         res.removed.push("chain:" + inv.chains[i]);
       }
     }
+    const fixedNames = new Set<string>();
+    for (let i = 0; i < decls.length; i++) fixedNames.add(decls[i].name);
     for (let i = 0; i < inv.sets.length; i++) {
       const s = inv.sets[i];
-      if (!sink.setNames.has(s) && s != generationSet(LAYOUT_VERSION)) {
+      // Fixed sets and the marker are flushed above, never deleted.
+      if (!sink.setNames.has(s) && s != generationSet(LAYOUT_VERSION) && !fixedNames.has(s)) {
         cmds.named("delete", "set", s, "");
         res.removed.push("set:" + s);
       }

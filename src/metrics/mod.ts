@@ -1,0 +1,2 @@
+export { Counter, exponentialBuckets, Gauge, Histogram, Registry } from "./registry.ts";
+export { type KpxMetrics, kpxMetrics } from "./kpx_metrics.ts";
