@@ -7,7 +7,9 @@
 export type LogLevel = "error" | "warn" | "info" | "debug";
 export type Fields = Record<string, unknown>;
 
-const SECRET_FIELD = /token|password|secret|authorization|bearer|key(?!s)/i;
+// Field names that carry credentials, whatever the caller passes in them.
+// Matched on the lowercased name: "bearerToken", "client_key", "password"...
+const SECRET_FIELD = /(token|password|passwd|secret|authorization|bearer|credential|private_?key|api_?key|client_?key)/;
 
 export interface LoggerOptions {
   format?: "logfmt" | "json";
@@ -68,7 +70,7 @@ export class Logger {
   #emit(level: LogLevel, msg: string, fields: Fields): void {
     const all: Fields = { ...this.#fields, ...fields };
     for (const k of Object.keys(all)) {
-      if (SECRET_FIELD.test(k)) all[k] = "[redacted]";
+      if (SECRET_FIELD.test(k.toLowerCase())) all[k] = "[redacted]";
       else if (all[k] instanceof Error) all[k] = errorText(all[k]);
     }
     const ts = this.#now().toISOString();

@@ -38,6 +38,7 @@ export function kpxMetrics(registry = new Registry()) {
     conntrackDeleted: registry.counter("kpx_conntrack_entries_deleted_total", "Stale UDP conntrack entries deleted"),
     conntrackFailures: registry.counter("kpx_conntrack_cleanup_failures_total", "Conntrack cleanups that failed"),
     services: registry.gauge("kpx_services", "Services programmed"),
+    changeToKernel: registry.histogram("kpx_change_to_kernel_seconds", "From kpx receiving a Service or EndpointSlice change to the rules being in the kernel", PROGRAMMING_BUCKETS),
     sourceErrors: registry.counter("kpx_source_errors_total", "Errors watching the API or the manifest directory, by source"),
   };
 }

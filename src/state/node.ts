@@ -44,5 +44,9 @@ export function parseNode(o: unknown): NodeSpec {
     const c = parseCIDR(String(raw));
     return c ? c.text : fail(`spec.podCIDRs: ${JSON.stringify(raw)} is not a CIDR`);
   });
-  return { name, zone: lbls[ZONE_LABEL] ?? "", addresses, primaryIPs, podCIDRs, labels: lbls };
+  // A node on its way out: /healthz then fails so load balancers drain it
+  // (kube-proxy checks the same deletion timestamp and autoscaler taint).
+  const taints = list(spec["taints"]).map((t) => str(obj(t)["key"]));
+  const deleting = !!meta["deletionTimestamp"] || taints.includes("ToBeDeletedByClusterAutoscaler");
+  return { name, zone: lbls[ZONE_LABEL] ?? "", addresses, primaryIPs, podCIDRs, labels: lbls, deleting };
 }

@@ -127,6 +127,11 @@ export class ClusterState {
     return this.#slices.size;
   }
 
+  /** The validated spec of a service (programmable or not). */
+  spec(id: string): ServiceSpec | undefined {
+    return this.#services.get(id);
+  }
+
   /** Why a service cannot be programmed, if another service owns one of its destinations. */
   conflict(id: string): ConflictError | null {
     const spec = this.#services.get(id);

@@ -75,6 +75,8 @@ export interface NodeSpec {
   primaryIPs: string[];
   podCIDRs: string[];
   labels: Record<string, string>;
+  /** Being deleted, or tainted for deletion by the cluster autoscaler. */
+  deleting: boolean;
 }
 
 /** One endpoint of one service port, as the planner sees it. */

@@ -1,0 +1,131 @@
+/**
+ * `kpx run` as a child process inside a testbed node's namespace, for the
+ * daemon tests and the demo. Its log lines are kept (and parsed: logfmt) so
+ * tests can wait for "Synced" with a bounded timeout.
+ */
+const MAIN = new URL("../../src/main.ts", import.meta.url).pathname;
+
+export interface LogLine {
+  raw: string;
+  fields: Record<string, string>;
+}
+
+function parseLogfmt(line: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)) {
+    out[m[1]!] = m[2]!.startsWith('"') ? JSON.parse(m[2]!) as string : m[2]!;
+  }
+  return out;
+}
+
+export interface KpxProcessOptions {
+  /** Namespace to run in (a testbed node's ns). */
+  netns: string;
+  /** Arguments after `kpx run`. */
+  args: string[];
+  /** Echo kpx's log lines to stderr (the demo). */
+  echo?: (line: LogLine) => void;
+}
+
+/** Flags every test daemon needs: short periods, no global sysctls, local HTTP ports. */
+export const TEST_DAEMON_FLAGS = [
+  "--min-sync-period=100ms",
+  "--sync-period=30s",
+  // conntrack table size is global (not per namespace): leave it alone in tests.
+  "--conntrack-max-per-core=0",
+  "--healthz-bind-address=127.0.0.1:10256",
+  "--metrics-bind-address=127.0.0.1:10249",
+  "--v=2",
+];
+
+export class KpxProcess implements AsyncDisposable {
+  readonly lines: LogLine[] = [];
+  #child: Deno.ChildProcess;
+  #waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+  #exit: Promise<Deno.CommandStatus>;
+
+  constructor(opts: KpxProcessOptions) {
+    this.#child = new Deno.Command("ip", {
+      args: ["netns", "exec", opts.netns, Deno.execPath(), "run", "--allow-all", MAIN, "run", ...opts.args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    this.#exit = this.#child.status;
+    const read = async (stream: ReadableStream<Uint8Array>) => {
+      let buf = "";
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        buf += chunk;
+        let nl: number;
+        while ((nl = buf.indexOf("\n")) >= 0) {
+          const raw = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          const line = { raw, fields: parseLogfmt(raw) };
+          this.lines.push(line);
+          opts.echo?.(line);
+          this.#waiters = this.#waiters.filter((w) => {
+            if (!w.pred(line)) return true;
+            w.resolve(line);
+            return false;
+          });
+        }
+      }
+    };
+    read(this.#child.stdout);
+    read(this.#child.stderr);
+  }
+
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** The first line (already seen or coming) matching pred, within timeoutMs. */
+  waitFor(pred: (l: LogLine) => boolean, timeoutMs: number, what = "a log line"): Promise<LogLine> {
+    const seen = this.lines.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w.resolve !== done);
+        reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}; kpx said:\n${this.lines.slice(-15).map((l) => l.raw).join("\n")}`));
+      }, timeoutMs);
+      const done = (l: LogLine) => {
+        clearTimeout(t);
+        resolve(l);
+      };
+      this.#waiters.push({ pred, resolve: done });
+    });
+  }
+
+  /** Waits for the next successful sync after this call (or matching a generation). */
+  nextSync(timeoutMs = 10_000, after = this.lines.length): Promise<LogLine> {
+    return new Promise((resolve, reject) => {
+      const check = (l: LogLine) => l.fields["msg"] === "Synced";
+      const found = this.lines.slice(after).find(check);
+      if (found) return resolve(found);
+      this.waitFor((l) => check(l) && this.lines.indexOf(l) >= after, timeoutMs, "a sync").then(resolve, reject);
+    });
+  }
+
+  /** Sends a signal; resolves with the exit status (kills after timeoutMs). */
+  async stop(signal: Deno.Signal = "SIGTERM", timeoutMs = 10_000): Promise<Deno.CommandStatus> {
+    try {
+      // `ip netns exec` execs the program: the pid is kpx's own.
+      Deno.kill(this.#child.pid, signal);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    const t = setTimeout(() => {
+      try {
+        Deno.kill(this.#child.pid, "SIGKILL");
+      } catch { /* already gone */ }
+    }, timeoutMs);
+    const status = await this.#exit;
+    clearTimeout(t);
+    return status;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop("SIGKILL", 1000);
+  }
+}
