@@ -17,11 +17,24 @@ export interface SourceHandlers {
   error(err: Error): void;
 }
 
+const EXTENSIONS = [".yaml", ".yml", ".json"];
+
 const KINDS: Record<string, { kind: SourceKind; apiVersions: string[] }> = {
   Service: { kind: "Service", apiVersions: ["v1"] },
   EndpointSlice: { kind: "EndpointSlice", apiVersions: ["discovery.k8s.io/v1"] },
   Node: { kind: "Node", apiVersions: ["v1"] },
 };
+
+/** Content hash for change detection: two FNV-1a 32-bit hashes (64 bits). */
+function contentHash(text: string): string {
+  let h1 = 0x811c9dc5, h2 = 0x01000193 ^ text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+  }
+  return (h1 >>> 0).toString(16) + (h2 >>> 0).toString(16);
+}
 
 function keyOf(o: ManifestObject): string | null {
   const k = KINDS[o.kind];
@@ -35,12 +48,14 @@ export class ManifestDirSource {
   #log: Logger;
   #h: SourceHandlers;
   #debounceMs: number;
-  /** file -> objects it contributed (by key) */
-  #files = new Map<string, Map<string, ManifestObject>>();
-  /** key -> JSON of what was delivered */
-  #delivered = new Map<string, string>();
+  /** file -> key -> content hash of the objects it contributes */
+  #files = new Map<string, Map<string, string>>();
+  /** key -> what was delivered: its hash, kind and metadata (enough to delete it) */
+  #delivered = new Map<string, { hash: string; kind: SourceKind; metadata: unknown; file: string }>();
   #watcher: Deno.FsWatcher | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Files changed since the last read; null: read the whole directory. */
+  #dirty: Set<string> | null = new Set();
   #stopped = false;
   #reading: Promise<void> = Promise.resolve();
 
@@ -56,7 +71,7 @@ export class ManifestDirSource {
     this.#watcher = Deno.watchFs(this.#dir, { recursive: true });
     (async () => {
       try {
-        for await (const _ of this.#watcher!) this.#schedule();
+        for await (const ev of this.#watcher!) this.#schedule(ev);
       } catch (e) {
         if (!this.#stopped) this.#h.error(new Error(`Cannot watch ${this.#dir}`, { cause: e }));
       }
@@ -65,12 +80,24 @@ export class ManifestDirSource {
     this.#h.synced();
   }
 
-  #schedule(): void {
+  #schedule(ev: Deno.FsEvent): void {
     if (this.#stopped) return;
+    // Only the files named change; anything else (a directory renamed, an
+    // overflow of events) makes the next read a full one. Temporary files of
+    // atomic writes (x.yaml.tmp-...) are not manifests.
+    const manifest = (p: string) => EXTENSIONS.some((x) => p.endsWith(x));
+    if (this.#dirty && ev.kind !== "other" && ev.paths.every((p) => manifest(p) || p.includes(".tmp"))) {
+      for (const p of ev.paths) if (manifest(p)) this.#dirty.add(p);
+    } else {
+      this.#dirty = null;
+    }
     clearTimeout(this.#timer);
-    // Editors write a file in several steps; one rescan after they settle.
+    // Editors write a file in several steps; one read after they settle.
     this.#timer = setTimeout(() => {
-      this.#reading = this.#reading.then(() => this.#rescan()).catch((e) => this.#h.error(e as Error));
+      const dirty = this.#dirty;
+      this.#dirty = new Set();
+      this.#reading = this.#reading.then(() => dirty ? this.#reread(dirty) : this.#rescan())
+        .catch((e) => this.#h.error(e as Error));
     }, this.#debounceMs);
   }
 
@@ -82,42 +109,62 @@ export class ManifestDirSource {
       this.#h.error(e as Error);
       return;
     }
-    const seen = new Set(files);
-    for (const f of files) {
-      let objects: ManifestObject[];
-      try {
-        objects = await readManifestFile(f);
-      } catch (e) {
-        if (!(e instanceof ManifestError)) throw e;
-        // Keep what the file gave before; say why once per change.
-        this.#log.warn(`${e.message} (keeping its last readable contents)`);
-        continue;
-      }
-      const byKey = new Map<string, ManifestObject>();
-      for (const o of objects) {
-        const k = keyOf(o);
-        if (k) byKey.set(k, o);
-      }
-      this.#files.set(f, byKey);
-    }
-    for (const f of [...this.#files.keys()]) if (!seen.has(f)) this.#files.delete(f);
-    this.#deliver();
+    const present = new Set(files);
+    for (const f of [...this.#files.keys()]) if (!present.has(f)) this.#removeFile(f);
+    for (const f of files) await this.#readFile(f);
   }
 
-  #deliver(): void {
-    const now = new Map<string, ManifestObject>();
-    for (const objs of this.#files.values()) for (const [k, o] of objs) now.set(k, o);
-    for (const [k, o] of now) {
-      const json = JSON.stringify(o.object);
-      if (this.#delivered.get(k) === json) continue;
-      this.#delivered.set(k, json);
-      this.#h.event(KINDS[o.kind]!.kind, "upsert", o.object);
+  /** Re-reads only the given files (created, changed or removed). */
+  async #reread(files: Set<string>): Promise<void> {
+    for (const f of files) {
+      try {
+        await Deno.stat(f);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        this.#removeFile(f);
+        continue;
+      }
+      await this.#readFile(f);
     }
-    for (const [k, json] of [...this.#delivered]) {
-      if (now.has(k)) continue;
-      this.#delivered.delete(k);
-      this.#h.event(k.split("/")[0] as SourceKind, "delete", JSON.parse(json));
+  }
+
+  #removeFile(f: string): void {
+    for (const key of this.#files.get(f)?.keys() ?? []) this.#drop(key, f);
+    this.#files.delete(f);
+  }
+
+  #drop(key: string, file: string): void {
+    const d = this.#delivered.get(key);
+    if (!d || d.file !== file) return;
+    this.#delivered.delete(key);
+    this.#h.event(d.kind, "delete", { metadata: d.metadata });
+  }
+
+  async #readFile(f: string): Promise<void> {
+    let objects: ManifestObject[];
+    try {
+      objects = await readManifestFile(f);
+    } catch (e) {
+      if (!(e instanceof ManifestError)) throw e;
+      // Keep what the file gave before; say why.
+      this.#log.warn(`${e.message} (keeping its last readable contents)`);
+      return;
     }
+    const before = this.#files.get(f) ?? new Map<string, string>();
+    const now = new Map<string, string>();
+    for (const o of objects) {
+      const key = keyOf(o);
+      if (!key) continue;
+      const hash = contentHash(JSON.stringify(o.object));
+      now.set(key, hash);
+      const d = this.#delivered.get(key);
+      if (d?.hash === hash) continue;
+      const kind = KINDS[o.kind]!.kind;
+      this.#delivered.set(key, { hash, kind, metadata: o.object["metadata"], file: f });
+      this.#h.event(kind, "upsert", o.object);
+    }
+    for (const key of before.keys()) if (!now.has(key)) this.#drop(key, f);
+    this.#files.set(f, now);
   }
 
   stop(): Promise<void> {
