@@ -5,12 +5,14 @@
  */
 import { BenchReport } from "./report.ts";
 import { planBench } from "./plan_bench.ts";
+import { applyBench } from "./apply_bench.ts";
 
 type Suite = (report: BenchReport, opts: { quick: boolean }) => Promise<void>;
 
 /** Suites in run order. Each lives in its own bench/<name>_bench.ts. */
 const SUITES: Record<string, Suite> = {
   planner: planBench,
+  apply: applyBench,
 };
 
 async function machineInfo(): Promise<string> {
