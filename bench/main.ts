@@ -6,6 +6,7 @@
 import { BenchReport } from "./report.ts";
 import { planBench } from "./plan_bench.ts";
 import { applyBench } from "./apply_bench.ts";
+import { runBench } from "./run_bench.ts";
 
 type Suite = (report: BenchReport, opts: { quick: boolean }) => Promise<void>;
 
@@ -13,6 +14,7 @@ type Suite = (report: BenchReport, opts: { quick: boolean }) => Promise<void>;
 const SUITES: Record<string, Suite> = {
   planner: planBench,
   apply: applyBench,
+  daemon: runBench,
 };
 
 async function machineInfo(): Promise<string> {

@@ -72,11 +72,11 @@ Deno.test({
       nft.sabotageNextApply = true;
       const r = await applier.sync(state, CONTEXT);
       equal(r.ok, false);
-      ok(r.error?.message.startsWith("Cannot apply the nftables batch"), r.error?.message);
+      ok(r.error?.message.startsWith("Cannot apply the nftables batch"), r.error?.message ?? "");
       deepEqual(normalizeListing(await ns.listTable()), before, "nothing of the refused batch is in the kernel");
       equal(metrics.applyFailures.get(), 1);
       const retry = await applier.sync(state, CONTEXT);
-      ok(retry.ok && retry.full, retry.error?.message);
+      ok(retry.ok && retry.full, retry.error?.message ?? "");
     }),
 });
 
@@ -100,12 +100,12 @@ Deno.test({
       };
       const r = await applier.sync(state, CONTEXT);
       equal(r.ok, false);
-      ok(r.error?.message.includes("marker says 0"), r.error?.message);
+      ok(r.error?.message.includes("marker says 0"), r.error?.message ?? "");
       equal(r.restored, true);
       equal(metrics.rollbacks.get(), 1);
       deepEqual(normalizeListing(await ns.listTable(), { dropShared: true }), good, "the last good ruleset is back");
       const next = await applier.sync(state, CONTEXT);
-      ok(next.ok && next.full, next.error?.message);
+      ok(next.ok && next.full, next.error?.message ?? "");
       equal((await ns.nft.readMarker(1)).generation, next.generation);
     }),
 });

@@ -77,7 +77,7 @@ Deno.test("Applier: a batch the kernel refuses changes nothing, and the next syn
   deepEqual(nft.table.snapshot(), before, "a refused batch must leave the table untouched");
   equal(metrics.applyFailures.get(), 1);
   const retry = await applier.sync(state, CONTEXT);
-  ok(retry.ok, retry.error?.message);
+  ok(retry.ok, retry.error?.message ?? "");
   equal(retry.full, true, "after a failure the next sync is full");
   deepEqual(current(nft), withoutShared(fresh(state)));
 });
@@ -92,13 +92,13 @@ Deno.test("Applier: a failed verification restores the last good ruleset, then t
   nft.corruptNextMarker = 999;
   const r = await applier.sync(state, CONTEXT);
   equal(r.ok, false);
-  ok(r.error?.message.includes("marker says 999"), r.error?.message);
+  ok(r.error?.message.includes("marker says 999"), r.error?.message ?? "");
   equal(r.restored, true);
   equal(metrics.verifyFailures.get(), 1);
   equal(metrics.rollbacks.get(), 1);
   deepEqual(current(nft), good, "the last good ruleset is back");
   const next = await applier.sync(state, CONTEXT);
-  ok(next.ok && next.full, next.error?.message);
+  ok(next.ok && next.full, next.error?.message ?? "");
   deepEqual(current(nft), withoutShared(fresh(state)));
 });
 
@@ -120,7 +120,7 @@ Deno.test("Applier: a restarted kpx replaces the earlier table in one transactio
   equal(table.generation, lastGeneration);
   const applied = nft.table.applied;
   const r = await restarted.sync(state2, CONTEXT);
-  ok(r.ok && r.full, r.error?.message);
+  ok(r.ok && r.full, r.error?.message ?? "");
   equal(nft.table.applied, applied + 1, "one transaction");
   ok(r.generation > lastGeneration);
   deepEqual(current(nft), withoutShared(fresh(state2)));
@@ -137,7 +137,7 @@ Deno.test("Applier: a table of another layout (or without a marker) is replaced 
   }));
   await applier.init();
   const r = await applier.sync(state, CONTEXT);
-  ok(r.ok, r.error?.message);
+  ok(r.ok, r.error?.message ?? "");
   ok(!nft.table.chainNames().includes("something-old"));
   deepEqual(current(nft), withoutShared(fresh(state)));
 });

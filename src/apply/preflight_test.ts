@@ -38,7 +38,7 @@ Deno.test("preflight() names the kernel feature whose probe the kernel refuses",
   });
   const r = await preflight(runner, { sysctl: sysctls({}) });
   equal(r.errors.length, 1);
-  ok(r.errors[0]!.includes("numgen (module nft_numgen)"), r.errors[0]);
+  ok(r.errors[0]!.includes("numgen (module nft_numgen)"), r.errors[0] ?? "");
 });
 
 Deno.test("preflight() warns about forwarding off and bridge traffic bypassing netfilter", async () => {

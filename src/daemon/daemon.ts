@@ -9,7 +9,7 @@ import type { Logger } from "../log/mod.ts";
 import { type KpxMetrics, kpxMetrics } from "../metrics/mod.ts";
 import type { Planner } from "../planner/mod.ts";
 import { healthzServer, type HttpServer, metricsServer, ProxyHealth, type ServiceHealth, ServiceHealthServers } from "../serve/mod.ts";
-import { ApiSource, ManifestDirSource, type SourceHandlers } from "../source/mod.ts";
+import { loadApiSource, ManifestDirSource, type SourceHandlers } from "../source/mod.ts";
 import { ClusterState } from "../state/mod.ts";
 import { type Clock, realClock } from "./clock.ts";
 import { Ingest } from "./ingest.ts";
@@ -122,7 +122,7 @@ export class Daemon {
     };
     this.#source = this.#opts.manifests
       ? new ManifestDirSource({ dir: this.#opts.manifests, log: this.#log, handlers })
-      : new ApiSource({
+      : new (await loadApiSource()).ApiSource({
         ...(c.kubeconfig ? { kubeconfig: c.kubeconfig } : {}),
         ...(c.master ? { master: c.master } : {}),
         nodeName: this.#opts.nodeName,

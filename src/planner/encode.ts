@@ -52,6 +52,11 @@ class Encoder {
     this.u32(list.length);
     for (const s of list) this.str(s);
   }
+  raw(b: Uint8Array): void {
+    this.#ensure(b.length);
+    this.#buf.set(b, this.#len);
+    this.#len += b.length;
+  }
   bytes(): Uint8Array {
     return this.#buf.subarray(0, this.#len);
   }
@@ -111,8 +116,22 @@ function service(e: Encoder, s: Service): void {
   }
 }
 
+/** A service encoded on its own; what PlanSession keeps of applied services. */
+export type EncodedService = Uint8Array;
+
+export function encodeService(s: Service): EncodedService {
+  const e = new Encoder();
+  service(e, s);
+  return e.bytes().slice();
+}
+
+function serviceOrBytes(e: Encoder, s: Service | EncodedService): void {
+  if (s instanceof Uint8Array) e.raw(s);
+  else service(e, s);
+}
+
 export function encodeFull(
-  services: readonly Service[],
+  services: readonly (Service | EncodedService)[],
   ctx: PlanContext,
   inventory: Inventory,
   generation: number,
@@ -120,7 +139,7 @@ export function encodeFull(
   const e = new Encoder();
   header(e, 0, generation, ctx, inventory);
   e.u32(services.length);
-  for (const s of services) service(e, s);
+  for (const s of services) serviceOrBytes(e, s);
   return e.bytes();
 }
 
@@ -131,8 +150,14 @@ export interface ServiceChange {
   now: Service | null;
 }
 
+/** A change with either side possibly already encoded. */
+export interface EncodedChange {
+  old: Service | EncodedService | null;
+  now: Service | EncodedService | null;
+}
+
 export function encodeDelta(
-  changes: readonly ServiceChange[],
+  changes: readonly EncodedChange[],
   ctx: PlanContext,
   inventory: Inventory,
   generation: number,
@@ -142,8 +167,8 @@ export function encodeDelta(
   e.u32(changes.length);
   for (const c of changes) {
     e.u8((c.old ? 1 : 0) | (c.now ? 2 : 0));
-    if (c.old) service(e, c.old);
-    if (c.now) service(e, c.now);
+    if (c.old) serviceOrBytes(e, c.old);
+    if (c.now) serviceOrBytes(e, c.now);
   }
   return e.bytes();
 }

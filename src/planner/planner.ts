@@ -5,7 +5,7 @@
  */
 import { PLANNER_WASM_BASE64 } from "../../wasm/build/planner_wasm.ts";
 import type { Service } from "../state/mod.ts";
-import { ABI_VERSION, encodeDelta, encodeFull, type ServiceChange } from "./encode.ts";
+import { ABI_VERSION, type EncodedChange, type EncodedService, encodeDelta, encodeFull } from "./encode.ts";
 import type { Inventory, PlanContext, PlanOutput } from "./types.ts";
 
 export class PlannerError extends Error {
@@ -130,7 +130,7 @@ export class Planner {
 
   /** The whole table, replacing what `inventory` says is in the kernel. */
   planFull(
-    services: readonly Service[],
+    services: readonly (Service | EncodedService)[],
     ctx: PlanContext,
     inventory: Inventory,
     generation: number,
@@ -140,7 +140,7 @@ export class Planner {
 
   /** Only what the changed services add, change or remove. */
   planDelta(
-    changes: readonly ServiceChange[],
+    changes: readonly EncodedChange[],
     ctx: PlanContext,
     inventory: Inventory,
     generation: number,

@@ -6,7 +6,7 @@
  * the session as it was and the caller asks for a full plan.
  */
 import type { ClusterState, Service } from "../state/mod.ts";
-import type { ServiceChange } from "./encode.ts";
+import { type EncodedChange, type EncodedService, encodeService, type ServiceChange } from "./encode.ts";
 import { nextInventory } from "./inventory.ts";
 import type { Planner } from "./planner.ts";
 import { EMPTY_INVENTORY, type Inventory, type PlanContext, type PlanOutput } from "./types.ts";
@@ -25,9 +25,24 @@ export interface PendingPlan {
   commit(): void;
 }
 
+/** Every programmable service, joined one at a time (encoded, then dropped). */
+function* joinedServices(state: ClusterState): Generator<Service> {
+  for (const id of state.serviceIds()) {
+    const s = state.service(id);
+    if (s) yield s;
+  }
+}
+
+function hasUDP(s: Service): boolean {
+  return s.ports.some((p) => p.protocol === "UDP");
+}
+
 export class PlanSession {
   #planner: Planner;
-  #applied = new Map<string, Service>();
+  /** Services as last applied, encoded (a few bytes per endpoint instead of objects). */
+  #applied = new Map<string, EncodedService>();
+  /** The same, as objects, for UDP services only: conntrack cleanup compares them. */
+  #appliedUDP = new Map<string, Service>();
   #inventory: Inventory = EMPTY_INVENTORY;
   #generation = 0;
   #context = "";
@@ -64,14 +79,18 @@ export class PlanSession {
     const full = opts.full || changes.full || this.#needFull || ctxKey !== this.#context;
     // Generations wrap within the marker's 32 bits; 0 means "none".
     const generation = (this.#generation % 0xffffffff) + 1;
-    if (full) return this.#fullPlan(state.services(), ctx, generation);
-    const now = new Map<string, Service | null>();
-    const list: ServiceChange[] = [];
+    if (full) return this.#fullPlan(joinedServices(state), ctx, generation);
+    const now = new Map<string, { service: Service | null; bytes: EncodedService | null }>();
+    const list: EncodedChange[] = [];
+    const udp: ServiceChange[] = [];
     for (const id of changes.services) {
       const n = state.service(id);
+      const bytes = n ? encodeService(n) : null;
       const o = this.#applied.get(id) ?? null;
-      now.set(id, n);
-      if (o || n) list.push({ old: o, now: n });
+      now.set(id, { service: n, bytes });
+      if (o || bytes) list.push({ old: o, now: bytes });
+      const oldUDP = this.#appliedUDP.get(id) ?? null;
+      if (oldUDP || (n && hasUDP(n))) udp.push({ old: oldUDP, now: n });
     }
     const output = this.#planner.planDelta(list, ctx, this.#inventory, generation);
     const inventory = nextInventory(this.#inventory, output, this.#planner.layoutVersion);
@@ -81,11 +100,13 @@ export class PlanSession {
       generation,
       services: list.length,
       inventory,
-      changes: () => list,
+      changes: () => udp,
       commit: () => {
-        for (const [id, s] of now) {
-          if (s) this.#applied.set(id, s);
+        for (const [id, { service, bytes }] of now) {
+          if (bytes) this.#applied.set(id, bytes);
           else this.#applied.delete(id);
+          if (service && hasUDP(service)) this.#appliedUDP.set(id, service);
+          else this.#appliedUDP.delete(id);
         }
         this.#inventory = inventory;
         this.#generation = generation;
@@ -93,27 +114,38 @@ export class PlanSession {
     };
   }
 
-  #fullPlan(services: Service[], ctx: PlanContext, generation: number): PendingPlan {
+  /** services: objects (encoded here, one at a time) or bytes (a restore). */
+  #fullPlan(services: Iterable<Service | [string, EncodedService]>, ctx: PlanContext, generation: number): PendingPlan {
     const ctxKey = JSON.stringify(ctx);
-    const output = this.#planner.planFull(services, ctx, this.#inventory, generation);
+    const applied = new Map<string, EncodedService>();
+    const appliedUDP = new Map<string, Service>();
+    for (const s of services) {
+      if (Array.isArray(s)) {
+        applied.set(s[0], s[1]);
+        continue;
+      }
+      applied.set(s.id, encodeService(s));
+      if (hasUDP(s)) appliedUDP.set(s.id, s);
+    }
+    const output = this.#planner.planFull([...applied.values()], ctx, this.#inventory, generation);
     const inventory = nextInventory(this.#inventory, output, this.#planner.layoutVersion);
-    const previous = this.#applied;
+    const previousUDP = this.#appliedUDP;
     return {
       full: true,
       output,
       generation,
-      services: services.length,
+      services: applied.size,
       inventory,
       changes: () => {
-        const now = new Map(services.map((s) => [s.id, s]));
         const out: ServiceChange[] = [];
-        for (const id of new Set([...previous.keys(), ...now.keys()])) {
-          out.push({ old: previous.get(id) ?? null, now: now.get(id) ?? null });
+        for (const id of new Set([...previousUDP.keys(), ...appliedUDP.keys()])) {
+          out.push({ old: previousUDP.get(id) ?? null, now: appliedUDP.get(id) ?? null });
         }
         return out;
       },
       commit: () => {
-        this.#applied = new Map(services.map((s) => [s.id, s]));
+        this.#applied = applied;
+        this.#appliedUDP = appliedUDP;
         this.#inventory = inventory;
         this.#generation = generation;
         this.#context = ctxKey;
@@ -130,7 +162,13 @@ export class PlanSession {
     if (!this.#context) return null;
     this.#inventory = inventory;
     const generation = (this.#generation % 0xffffffff) + 1;
-    return this.#fullPlan([...this.#applied.values()], JSON.parse(this.#context) as PlanContext, generation);
+    // The UDP objects stay as they are: the restored state is the applied one.
+    const restore = this.#fullPlan([...this.#applied], JSON.parse(this.#context) as PlanContext, generation);
+    const udp = this.#appliedUDP;
+    return { ...restore, changes: () => [], commit: () => {
+      restore.commit();
+      this.#appliedUDP = udp;
+    } };
   }
 
   /** Takes over the kernel's generation counter (after a restart), so generations keep rising. */

@@ -47,6 +47,20 @@ function collect(v: unknown, origin: string, out: ManifestObject[]): void {
 /** Parses one file's text. Throws ManifestError if it is not YAML/JSON. */
 export function parseManifests(text: string, file: string): ManifestObject[] {
   const out: ManifestObject[] = [];
+  // JSON is YAML, but JSON.parse is several times faster and builds no
+  // syntax tree: at thousands of objects that is most of the memory.
+  const first = text.trimStart()[0];
+  if (first === "{" || first === "[") {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(text);
+    } catch (e) {
+      throw new ManifestError(file, `not valid JSON: ${(e as Error).message}`, { cause: e });
+    }
+    if (Array.isArray(doc)) doc.forEach((o, i) => collect(o, `${file}#${i + 1}`, out));
+    else collect(doc, file, out);
+    return out;
+  }
   const docs = parseAllDocuments(text, { uniqueKeys: false });
   const list = Array.isArray(docs) ? docs : [docs];
   list.forEach((doc, i) => {

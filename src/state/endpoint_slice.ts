@@ -13,8 +13,12 @@ export type EndpointSliceResult =
   | { kind: "slice"; spec: EndpointSliceSpec }
   | { kind: "ignored"; reason: string };
 
+/** Shared by every endpoint without hints (most of them): one array, not 100k. */
+const NO_HINTS: string[] = [];
+
 function hintNames(v: unknown): string[] {
-  return list(v).map((h) => str(obj(h)["name"])).filter((n): n is string => !!n);
+  const names = list(v).map((h) => str(obj(h)["name"])).filter((n): n is string => !!n);
+  return names.length ? names : NO_HINTS;
 }
 
 export function parseEndpointSlice(o: unknown): EndpointSliceResult {

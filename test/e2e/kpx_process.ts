@@ -38,6 +38,12 @@ export const TEST_DAEMON_FLAGS = [
   "--v=2",
 ];
 
+/** V8 flags for the child (KPX_V8_FLAGS), e.g. to try heap limits in benchmarks. */
+function v8Flags(): string[] {
+  const f = Deno.env.get("KPX_V8_FLAGS");
+  return f ? [`--v8-flags=${f}`] : [];
+}
+
 export class KpxProcess implements AsyncDisposable {
   readonly lines: LogLine[] = [];
   #child: Deno.ChildProcess;
@@ -46,7 +52,7 @@ export class KpxProcess implements AsyncDisposable {
 
   constructor(opts: KpxProcessOptions) {
     this.#child = new Deno.Command("ip", {
-      args: ["netns", "exec", opts.netns, Deno.execPath(), "run", "--allow-all", MAIN, "run", ...opts.args],
+      args: ["netns", "exec", opts.netns, Deno.execPath(), "run", "--allow-all", ...v8Flags(), MAIN, "run", ...opts.args],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

@@ -94,7 +94,12 @@ function writeGeneration(cmds: Commands, generation: u32, fresh: bool): void {
 
 export function planFull(input: PlanInput): PlanResult {
   const cfg = input.config;
-  const sink = new FullSink();
+  let endpoints = 0;
+  for (let i = 0; i < input.services.length; i++) {
+    const ports = unchecked(input.services[i]).ports;
+    for (let p = 0; p < ports.length; p++) endpoints += unchecked(ports[p]).endpoints.length;
+  }
+  const sink = new FullSink(input.services.length, endpoints);
   for (let i = 0; i < input.services.length; i++) {
     emitService(unchecked(input.services[i]), cfg, sink);
   }

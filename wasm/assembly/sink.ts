@@ -2,7 +2,17 @@
 // straight into one JSON array per map; a delta collects each service's
 // elements twice (as last applied and as now) and compares them.
 import { ByteWriter } from "./writer";
-import { ChainDef, MAP_KINDS, mapDecls } from "./layout";
+import {
+  ChainDef,
+  M_CLUSTER_IPS,
+  M_SERVICE_IPS,
+  M_VIP_ADDRS,
+  M_VIP_PORTS,
+  M_VIP_TARGETS,
+  MAP_KINDS,
+  mapDecls,
+  mapId,
+} from "./layout";
 import { pickChain, slotChain } from "./names";
 
 export class SetDef {
@@ -80,9 +90,21 @@ export class FullSink extends Sink {
   counts: i32[] = new Array<i32>(MAP_KINDS * 2);
   private isMap: bool = false;
 
-  constructor() {
+  /**
+   * Lists sized from the input: the memory of this module is never freed,
+   * so a list that doubles its way up leaves its own size again as garbage.
+   * The guesses cover the common shapes (IPv4 ClusterIPs, one port); the
+   * rest grows as needed.
+   */
+  constructor(services: i32 = 0, endpoints: i32 = 0) {
     super();
     for (let i = 0; i < MAP_KINDS * 2; i++) this.lists[i] = new ByteWriter(64);
+    const perService = services * 64 + 64;
+    this.lists[mapId(M_SERVICE_IPS, false)] = new ByteWriter(perService);
+    this.lists[mapId(M_VIP_TARGETS, false)] = new ByteWriter(perService);
+    this.lists[mapId(M_VIP_PORTS, false)] = new ByteWriter(perService);
+    this.lists[mapId(M_CLUSTER_IPS, false)] = new ByteWriter(services * 20 + 64);
+    this.lists[mapId(M_VIP_ADDRS, false)] = new ByteWriter(endpoints * 56 + 64);
   }
 
   begin(map: i32): void {
