@@ -227,6 +227,11 @@ export class Daemon {
     return new Promise((r) => this.#syncWaiters.push(r));
   }
 
+  /** Where the healthz and metrics servers listen (ports resolved when 0 was asked). */
+  get addresses(): Array<{ hostname: string; port: number }> {
+    return this.#servers.map((s) => s.addr);
+  }
+
   get healthCheckPorts(): number[] {
     return this.#serviceHealth.ports;
   }
