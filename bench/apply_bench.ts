@@ -35,8 +35,18 @@ export async function applyBench(report: BenchReport, opts: { quick: boolean }):
         resync.push(performance.now() - t);
       });
     }
-    report.add({ suite: "apply", name: `full sync into an empty table, ${n / 1000}k services x 10 endpoints`, unit: "s", values: fresh.map((v) => v / 1000) });
-    report.add({ suite: "apply", name: `full resync over the existing table, ${n / 1000}k services`, unit: "s", values: resync.map((v) => v / 1000) });
+    report.add({
+      suite: "apply",
+      name: `full sync into an empty table, ${n / 1000}k services x 10 endpoints`,
+      unit: "s",
+      values: fresh.map((v) => v / 1000),
+    });
+    report.add({
+      suite: "apply",
+      name: `full resync over the existing table, ${n / 1000}k services`,
+      unit: "s",
+      values: resync.map((v) => v / 1000),
+    });
   }
 
   // One-service deltas on a 10k-service ruleset.
@@ -70,7 +80,12 @@ export async function applyBench(report: BenchReport, opts: { quick: boolean }):
       values: applies,
       target: { max: 20, source: "issue 3" },
     });
-    report.add({ suite: "apply", name: "read-back verification after a delta", unit: "ms", values: verifies });
+    report.add({
+      suite: "apply",
+      name: "read-back verification after a delta",
+      unit: "ms",
+      values: verifies,
+    });
   });
 
   // Connection rate through a ClusterIP with 10 vs 10k services loaded.
@@ -88,34 +103,81 @@ export async function applyBench(report: BenchReport, opts: { quick: boolean }):
       protocol: "TCP",
       port: 80,
       nodePort: 0,
-      endpoints: [b1!, b2!].map((p) => ({ address: p.ipv4, port: 8080, ready: true, serving: true, terminating: false, nodeName: node.name, zoneHints: [], nodeHints: [] })),
+      endpoints: [b1!, b2!].map((p) => ({
+        address: p.ipv4,
+        port: 8080,
+        ready: true,
+        serving: true,
+        terminating: false,
+        nodeName: node.name,
+        zoneHints: [],
+        nodeHints: [],
+      })),
     }],
   };
   const conns = opts.quick ? 1000 : 2000;
   for (let round = 0; round < (opts.quick ? 3 : 6); round++) {
     for (const n of [10, 10000]) {
-      const batch = planner.planFull([target, ...syntheticServices(n, 10)], { ...BENCH_CONTEXT, nodeName: node.name }, EMPTY_INVENTORY, 1).batch;
+      const batch = planner.planFull(
+        [target, ...syntheticServices(n, 10)],
+        { ...BENCH_CONTEXT, nodeName: node.name },
+        EMPTY_INVENTORY,
+        1,
+      ).batch;
       await tb.exec(node, ["nft", "delete", "table", "inet", "kpx"]).catch(() => {});
       await tb.nft(node, new TextDecoder().decode(batch));
       // Let the kernel finish with the replaced table (it frees the old one
       // after an RCU grace period), then warm up the path.
       await new Promise((r) => setTimeout(r, 1000));
-      await tb.requestMany(client!, Array.from({ length: 200 }, () => ({ ip: "10.95.0.1", port: 80, protocol: "tcp" as const, timeoutMs: 2000 })), { concurrency: 64 });
+      await tb.requestMany(
+        client!,
+        Array.from(
+          { length: 200 },
+          () => ({ ip: "10.95.0.1", port: 80, protocol: "tcp" as const, timeoutMs: 2000 }),
+        ),
+        { concurrency: 64 },
+      );
       await tb.exec(node, ["conntrack", "-F"]);
       // Process start-up is measured once and subtracted.
       const t0 = performance.now();
-      await tb.requestMany(client!, [{ ip: "10.95.0.1", port: 80, protocol: "tcp", timeoutMs: 2000 }]);
+      await tb.requestMany(client!, [{
+        ip: "10.95.0.1",
+        port: 80,
+        protocol: "tcp",
+        timeoutMs: 2000,
+      }]);
       const startup = performance.now() - t0;
       const t = performance.now();
-      const res = await tb.requestMany(client!, Array.from({ length: conns }, () => ({ ip: "10.95.0.1", port: 80, protocol: "tcp" as const, timeoutMs: 2000 })), { concurrency: 64 });
+      const res = await tb.requestMany(
+        client!,
+        Array.from(
+          { length: conns },
+          () => ({ ip: "10.95.0.1", port: 80, protocol: "tcp" as const, timeoutMs: 2000 }),
+        ),
+        { concurrency: 64 },
+      );
       const secs = (performance.now() - t - startup) / 1000;
       const ok = res.filter((r) => r.ok).length;
-      if (ok < conns * 0.99) throw new Error(`Cannot measure the connection rate: only ${ok}/${conns} connections succeeded with ${n} services`);
+      if (ok < conns * 0.99) {
+        throw new Error(
+          `Cannot measure the connection rate: only ${ok}/${conns} connections succeeded with ${n} services`,
+        );
+      }
       rates[n]!.push(ok / secs);
     }
   }
-  report.add({ suite: "apply", name: "new TCP connections/s through a ClusterIP, 10 services loaded", unit: "conn/s", values: rates[10]! });
-  report.add({ suite: "apply", name: "new TCP connections/s through a ClusterIP, 10k services loaded", unit: "conn/s", values: rates[10000]! });
+  report.add({
+    suite: "apply",
+    name: "new TCP connections/s through a ClusterIP, 10 services loaded",
+    unit: "conn/s",
+    values: rates[10]!,
+  });
+  report.add({
+    suite: "apply",
+    name: "new TCP connections/s through a ClusterIP, 10k services loaded",
+    unit: "conn/s",
+    values: rates[10000]!,
+  });
   report.add({
     suite: "apply",
     name: "connection rate 10k services / 10 services",

@@ -29,7 +29,9 @@ async function machineInfo(): Promise<string> {
   const cpus = (await Deno.readTextFile("/proc/cpuinfo").catch(() => "")).split("\n")
     .filter((l) => l.startsWith("model name")).map((l) => l.split(":")[1]!.trim());
   return [
-    `Machine: ${cpus.length} x ${cpus[0] ?? "unknown CPU"}, ${Math.round(Deno.systemMemoryInfo().total / 2 ** 30)} GiB; ` +
+    `Machine: ${cpus.length} x ${cpus[0] ?? "unknown CPU"}, ${
+      Math.round(Deno.systemMemoryInfo().total / 2 ** 30)
+    } GiB; ` +
     `kernel ${Deno.osRelease()}; ${await read("nft", ["--version"])}; Deno ${Deno.version.deno}.`,
   ].join("\n");
 }
@@ -40,7 +42,11 @@ const only = onlyArg ? onlyArg.slice(7).split(",") : Object.keys(SUITES);
 const report = new BenchReport();
 for (const name of only) {
   const suite = SUITES[name];
-  if (!suite) throw new Error(`Cannot run benchmark suite ${name}: unknown (have ${Object.keys(SUITES).join(", ")})`);
+  if (!suite) {
+    throw new Error(
+      `Cannot run benchmark suite ${name}: unknown (have ${Object.keys(SUITES).join(", ")})`,
+    );
+  }
   await suite(report, { quick });
 }
 const docs = new URL("../docs/", import.meta.url).pathname;

@@ -29,7 +29,9 @@ export function elementOnlyReference(services: number, endpoints: number): strin
   ];
   const els: string[] = [];
   for (const s of syntheticServices(services, endpoints, { nodePortEvery: 0 })) {
-    s.ports[0]!.endpoints.forEach((e, i) => els.push(`      ${s.clusterIPs[0]} . 80 . ${i} : ${e.address} . ${e.port}`));
+    s.ports[0]!.endpoints.forEach((e, i) =>
+      els.push(`      ${s.clusterIPs[0]} . 80 . ${i} : ${e.address} . ${e.port}`)
+    );
   }
   lines.push(els.join(",\n"), "    }", "  }", "}");
   return lines.join("\n") + "\n";
@@ -53,7 +55,12 @@ export async function planBench(report: BenchReport, opts: { quick: boolean }): 
       values: full,
       ...(n === 10000 ? { target: { max: 300, source: "issue 2" } } : {}),
     });
-    report.add({ suite: "planner", name: `full batch size, ${n / 1000}k services`, unit: "MB", values: [bytes / 1e6] });
+    report.add({
+      suite: "planner",
+      name: `full batch size, ${n / 1000}k services`,
+      unit: "MB",
+      values: [bytes / 1e6],
+    });
     let version = 0;
     const delta = await timeRuns(runs * 20, () => {
       version++;
@@ -74,7 +81,8 @@ export async function planBench(report: BenchReport, opts: { quick: boolean }): 
   }
 
   // nft load of the 10k full batch vs the element-only reference.
-  const batch = planner.planFull(syntheticServices(10000, 10), BENCH_CONTEXT, EMPTY_INVENTORY, 1).batch;
+  const batch =
+    planner.planFull(syntheticServices(10000, 10), BENCH_CONTEXT, EMPTY_INVENTORY, 1).batch;
   const reference = elementOnlyReference(10000, 10);
   const loads: number[] = [];
   const refs: number[] = [];
@@ -82,8 +90,18 @@ export async function planBench(report: BenchReport, opts: { quick: boolean }): 
     loads.push(await loadInThrowawayNamespace(batch, "json"));
     refs.push(await loadInThrowawayNamespace(new TextEncoder().encode(reference), "text"));
   }
-  report.add({ suite: "planner", name: "nft -j -f of the 10k full batch", unit: "s", values: loads.map((v) => v / 1000) });
-  report.add({ suite: "planner", name: "nft -f of the element-only reference (10k x 10)", unit: "s", values: refs.map((v) => v / 1000) });
+  report.add({
+    suite: "planner",
+    name: "nft -j -f of the 10k full batch",
+    unit: "s",
+    values: loads.map((v) => v / 1000),
+  });
+  report.add({
+    suite: "planner",
+    name: "nft -f of the element-only reference (10k x 10)",
+    unit: "s",
+    values: refs.map((v) => v / 1000),
+  });
   report.add({
     suite: "planner",
     name: "10k full batch load / element-only reference",

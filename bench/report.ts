@@ -51,7 +51,9 @@ export class BenchReport {
     this.figures.push(f);
     const v = verdict(f);
     console.log(
-      `${f.suite} | ${f.name}: ${fmt(median(f.values))} ${f.unit} (min ${fmt(Math.min(...f.values))}, max ${fmt(Math.max(...f.values))}, n=${f.values.length})${v ? ` target ${v}` : ""}`,
+      `${f.suite} | ${f.name}: ${fmt(median(f.values))} ${f.unit} (min ${
+        fmt(Math.min(...f.values))
+      }, max ${fmt(Math.max(...f.values))}, n=${f.values.length})${v ? ` target ${v}` : ""}`,
     );
   }
 
@@ -66,13 +68,22 @@ export class BenchReport {
     ];
     const suites = [...new Set(this.figures.map((f) => f.suite))];
     for (const s of suites) {
-      lines.push(`## ${s}`, "", "| figure | median | min-max | runs | target | |", "|---|---|---|---|---|---|");
+      lines.push(
+        `## ${s}`,
+        "",
+        "| figure | median | min-max | runs | target | |",
+        "|---|---|---|---|---|---|",
+      );
       for (const f of this.figures.filter((x) => x.suite === s)) {
         const t = f.target
-          ? `${f.target.max !== undefined ? `<= ${fmt(f.target.max)}` : `>= ${fmt(f.target.min!)}`} ${f.unit} (${f.target.source})`
+          ? `${
+            f.target.max !== undefined ? `<= ${fmt(f.target.max)}` : `>= ${fmt(f.target.min!)}`
+          } ${f.unit} (${f.target.source})`
           : "";
         lines.push(
-          `| ${f.name}${f.note ? ` (${f.note})` : ""} | ${fmt(median(f.values))} ${f.unit} | ${fmt(Math.min(...f.values))}-${fmt(Math.max(...f.values))} | ${f.values.length} | ${t} | ${verdict(f)} |`,
+          `| ${f.name}${f.note ? ` (${f.note})` : ""} | ${fmt(median(f.values))} ${f.unit} | ${
+            fmt(Math.min(...f.values))
+          }-${fmt(Math.max(...f.values))} | ${f.values.length} | ${t} | ${verdict(f)} |`,
         );
       }
       lines.push("");

@@ -5,7 +5,11 @@
  */
 import type { Service } from "../src/state/mod.ts";
 
-export function syntheticServices(n: number, endpoints: number, opts: { nodePortEvery?: number } = {}): Service[] {
+export function syntheticServices(
+  n: number,
+  endpoints: number,
+  opts: { nodePortEvery?: number } = {},
+): Service[] {
   const out: Service[] = [];
   const every = opts.nodePortEvery ?? 10;
   // Node ports must be unique: 30000-32767 holds 2768 of them.
@@ -47,6 +51,12 @@ export function syntheticService(
     internalTrafficLocal: false,
     affinitySeconds: 0,
     healthCheckNodePort: 0,
-    ports: [{ name: "http", protocol: "TCP", port: 80, nodePort: nodePort ? 30000 + Math.floor(i / nodePortEvery) : 0, endpoints: eps }],
+    ports: [{
+      name: "http",
+      protocol: "TCP",
+      port: 80,
+      nodePort: nodePort ? 30000 + Math.floor(i / nodePortEvery) : 0,
+      endpoints: eps,
+    }],
   };
 }

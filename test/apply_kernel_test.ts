@@ -5,7 +5,7 @@
  * kpx's table.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { Applier, type Marker, type Nft, NftCli, type TableState } from "../src/apply/mod.ts";
+import { Applier, type Marker, type Nft, type NftCli, type TableState } from "../src/apply/mod.ts";
 import { Logger } from "../src/log/mod.ts";
 import { kpxMetrics } from "../src/metrics/mod.ts";
 import { Planner } from "../src/planner/mod.ts";
@@ -28,7 +28,10 @@ class InterferingNft implements Nft {
       this.sabotageNextApply = false;
       // A command the kernel rejects at the very end of the batch: everything
       // before it must be rolled back by the kernel.
-      const text = new TextDecoder().decode(batch).replace(/\]\}\s*$/, ',{"delete":{"chain":{"family":"inet","table":"kpx","name":"no-such-chain"}}}]}');
+      const text = new TextDecoder().decode(batch).replace(
+        /\]\}\s*$/,
+        ',{"delete":{"chain":{"family":"inet","table":"kpx","name":"no-such-chain"}}}]}',
+      );
       return this.real.apply(new TextEncoder().encode(text));
     }
     return this.real.apply(batch);
@@ -73,7 +76,11 @@ Deno.test({
       const r = await applier.sync(state, CONTEXT);
       equal(r.ok, false);
       ok(r.error?.message.startsWith("Cannot apply the nftables batch"), r.error?.message ?? "");
-      deepEqual(normalizeListing(await ns.listTable()), before, "nothing of the refused batch is in the kernel");
+      deepEqual(
+        normalizeListing(await ns.listTable()),
+        before,
+        "nothing of the refused batch is in the kernel",
+      );
       equal(metrics.applyFailures.get(), 1);
       const retry = await applier.sync(state, CONTEXT);
       ok(retry.ok && retry.full, retry.error?.message ?? "");
@@ -81,7 +88,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "kernel apply: interference between apply and verification is caught and the last good ruleset restored",
+  name:
+    "kernel apply: interference between apply and verification is caught and the last good ruleset restored",
   ignore: SKIP_KERNEL,
   fn: () =>
     withKernelNamespace(async (ns) => {
@@ -103,7 +111,11 @@ Deno.test({
       ok(r.error?.message.includes("marker says 0"), r.error?.message ?? "");
       equal(r.restored, true);
       equal(metrics.rollbacks.get(), 1);
-      deepEqual(normalizeListing(await ns.listTable(), { dropShared: true }), good, "the last good ruleset is back");
+      deepEqual(
+        normalizeListing(await ns.listTable(), { dropShared: true }),
+        good,
+        "the last good ruleset is back",
+      );
       const next = await applier.sync(state, CONTEXT);
       ok(next.ok && next.full, next.error?.message ?? "");
       equal((await ns.nft.readMarker(1)).generation, next.generation);
@@ -122,7 +134,9 @@ Deno.test({
       ok((await applier.sync(state, CONTEXT)).ok);
       equal(await ns.nft.deleteTable(), true);
       equal(await ns.nft.deleteTable(), false);
-      const tables = new TextDecoder().decode((await ns.runner.run(["nft", "list", "tables"])).stdout);
+      const tables = new TextDecoder().decode(
+        (await ns.runner.run(["nft", "list", "tables"])).stdout,
+      );
       ok(tables.includes("inet other") && !tables.includes("inet kpx"), tables);
     }),
 });

@@ -31,7 +31,21 @@ export class Rng {
 export const NODES = ["node-a", "node-b", "node-c"];
 export const ZONES = ["zone-a", "zone-b"];
 const PROTOCOLS = ["TCP", "TCP", "TCP", "UDP", "SCTP"];
-const JUNK: unknown[] = [null, -1, 0, 70000, "x", "", [], {}, true, 1.5, "10.0.0.999", "::g", "None"];
+const JUNK: unknown[] = [
+  null,
+  -1,
+  0,
+  70000,
+  "x",
+  "",
+  [],
+  {},
+  true,
+  1.5,
+  "10.0.0.999",
+  "::g",
+  "None",
+];
 
 export interface GenOptions {
   services: number;
@@ -105,13 +119,19 @@ export class ClusterGenerator {
     if (r.chance(0.15)) spec["internalTrafficPolicy"] = "Local";
     if (r.chance(0.2)) {
       spec["sessionAffinity"] = "ClientIP";
-      if (r.chance(0.5)) spec["sessionAffinityConfig"] = { clientIP: { timeoutSeconds: r.int(1, 86400) } };
+      if (r.chance(0.5)) {
+        spec["sessionAffinityConfig"] = { clientIP: { timeoutSeconds: r.int(1, 86400) } };
+      }
     }
     if (type === "LoadBalancer" && r.chance(0.4)) {
-      spec["loadBalancerSourceRanges"] = r.chance(0.5) ? ["192.0.2.0/24", "198.51.100.0/25"] : ["203.0.113.0/24"];
+      spec["loadBalancerSourceRanges"] = r.chance(0.5)
+        ? ["192.0.2.0/24", "198.51.100.0/25"]
+        : ["203.0.113.0/24"];
     }
     const metadata: Record<string, unknown> = { name, namespace: ns };
-    if (r.chance(0.05)) metadata["labels"] = { "service.kubernetes.io/service-proxy-name": "other" };
+    if (r.chance(0.05)) {
+      metadata["labels"] = { "service.kubernetes.io/service-proxy-name": "other" };
+    }
     const svc: Record<string, unknown> = { apiVersion: "v1", kind: "Service", metadata, spec };
     if (type === "LoadBalancer" && r.chance(0.8)) {
       const ingress: Record<string, unknown>[] = [{ ip: v4(203, 0, 113 + (i >> 8 & 1), i & 255) }];
@@ -129,13 +149,18 @@ export class ClusterGenerator {
     const r = this.rng;
     const node = r.pick(NODES);
     const ni = NODES.indexOf(node);
-    const addr = family === 4 ? v4(10, 244, ni, n % 250 + 2) : `fd00:10:244:${ni}::${(n % 4000 + 2).toString(16)}`;
+    const addr = family === 4
+      ? v4(10, 244, ni, n % 250 + 2)
+      : `fd00:10:244:${ni}::${(n % 4000 + 2).toString(16)}`;
     const conditions: Record<string, unknown> = {};
     const state = r.int(0, 9);
     if (state <= 5) conditions["ready"] = true;
     else if (state === 6) conditions["ready"] = false;
-    else if (state === 7) Object.assign(conditions, { ready: false, serving: true, terminating: true });
-    else if (state === 8) Object.assign(conditions, { ready: false, serving: false, terminating: true });
+    else if (state === 7) {
+      Object.assign(conditions, { ready: false, serving: true, terminating: true });
+    } else if (state === 8) {
+      Object.assign(conditions, { ready: false, serving: false, terminating: true });
+    }
     const ep: Record<string, unknown> = { addresses: [addr], nodeName: node, conditions };
     const zone = ZONES[ni % 2]!;
     ep["zone"] = zone;
@@ -146,7 +171,9 @@ export class ClusterGenerator {
   #slicesFor(id: string, svc: Record<string, unknown>): void {
     const r = this.rng;
     const [ns, name] = id.split("/") as [string, string];
-    for (const old of [...this.slices.keys()]) if (old.startsWith(`${id}-`)) this.slices.delete(old);
+    for (const old of [...this.slices.keys()]) {
+      if (old.startsWith(`${id}-`)) this.slices.delete(old);
+    }
     const spec = (svc["spec"] ?? {}) as Record<string, unknown>;
     const ports = Array.isArray(spec["ports"]) ? spec["ports"] as Record<string, unknown>[] : [];
     const nslices = r.int(0, 2);
@@ -158,7 +185,11 @@ export class ClusterGenerator {
       const slice: Record<string, unknown> = {
         apiVersion: "discovery.k8s.io/v1",
         kind: "EndpointSlice",
-        metadata: { name: `${name}-${s}`, namespace: ns, labels: { "kubernetes.io/service-name": name } },
+        metadata: {
+          name: `${name}-${s}`,
+          namespace: ns,
+          labels: { "kubernetes.io/service-name": name },
+        },
         addressType: family === 4 ? "IPv4" : "IPv6",
         ports: ports.map((p) => ({
           name: p["name"],

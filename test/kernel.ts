@@ -31,7 +31,10 @@ export function withKernelNamespace<T>(fn: (ns: KernelNs) => Promise<T>): Promis
 }
 
 /** A table listing reduced to what must match: chains with rules, sets with elements. */
-export function normalizeListing(listing: unknown[] | null, opts: { dropShared?: boolean } = {}): Record<string, unknown> {
+export function normalizeListing(
+  listing: unknown[] | null,
+  opts: { dropShared?: boolean } = {},
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const o of listing ?? []) {
     const [kind, body] = Object.entries(o as Record<string, Record<string, unknown>>)[0]!;
@@ -46,7 +49,8 @@ export function normalizeListing(listing: unknown[] | null, opts: { dropShared?:
     }
     const name = String(body["name"]);
     if (name.startsWith("generation-")) continue;
-    const elems = (body["elem"] as unknown[] | undefined ?? []).map((e) => JSON.stringify(e)).sort();
+    const elems = (body["elem"] as unknown[] | undefined ?? []).map((e) => JSON.stringify(e))
+      .sort();
     out[`${kind} ${name}`] = elems;
   }
   return out;

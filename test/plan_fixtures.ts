@@ -1,6 +1,6 @@
 /** Golden plan fixtures (test/fixtures/plan/<name>/): shared by the golden and kernel tests. */
 import { type Config, loadConfig } from "../src/config/mod.ts";
-import { planManifests, type ManifestPlan } from "../src/cli/planning.ts";
+import { type ManifestPlan, planManifests } from "../src/cli/planning.ts";
 import { Planner, renderExpr, renderStmt } from "../src/planner/mod.ts";
 import { parseManifests } from "../src/source/mod.ts";
 
@@ -31,7 +31,9 @@ export async function planFixture(name: string): Promise<ManifestPlan> {
 
 /** The batch as JSON, one command per line and one map element per line. */
 export function goldenText(batch: Uint8Array): string {
-  const doc = JSON.parse(new TextDecoder().decode(batch)) as { nftables: Record<string, unknown>[] };
+  const doc = JSON.parse(new TextDecoder().decode(batch)) as {
+    nftables: Record<string, unknown>[];
+  };
   const lines = doc.nftables.map((cmd) => {
     const [verb, body] = Object.entries(cmd)[0]!;
     const el = (body as Record<string, Record<string, unknown>>)["element"];
@@ -45,7 +47,9 @@ export function goldenText(batch: Uint8Array): string {
 
 /** Elements of one map or set added by a batch, as nft-style text: key -> value ("" for sets). */
 export function elementsOf(batch: Uint8Array, name: string): Map<string, string> {
-  const doc = JSON.parse(new TextDecoder().decode(batch)) as { nftables: Record<string, Record<string, Record<string, unknown>>>[] };
+  const doc = JSON.parse(new TextDecoder().decode(batch)) as {
+    nftables: Record<string, Record<string, Record<string, unknown>>>[];
+  };
   const out = new Map<string, string>();
   for (const cmd of doc.nftables) {
     const el = cmd["add"]?.["element"];
@@ -64,7 +68,9 @@ export function elementsOf(batch: Uint8Array, name: string): Map<string, string>
 
 /** Rules added to one chain, as nft-style text. */
 export function rulesOf(batch: Uint8Array, chain: string): string[] {
-  const doc = JSON.parse(new TextDecoder().decode(batch)) as { nftables: Record<string, Record<string, Record<string, unknown>>>[] };
+  const doc = JSON.parse(new TextDecoder().decode(batch)) as {
+    nftables: Record<string, Record<string, Record<string, unknown>>>[];
+  };
   return doc.nftables
     .map((c) => c["add"]?.["rule"])
     .filter((r) => r && r["chain"] === chain)
@@ -73,6 +79,10 @@ export function rulesOf(batch: Uint8Array, chain: string): string[] {
 
 /** Names of chains a batch adds. */
 export function chainsOf(batch: Uint8Array): string[] {
-  const doc = JSON.parse(new TextDecoder().decode(batch)) as { nftables: Record<string, Record<string, Record<string, unknown>>>[] };
-  return doc.nftables.map((c) => c["add"]?.["chain"]?.["name"] as string | undefined).filter((n) => n !== undefined);
+  const doc = JSON.parse(new TextDecoder().decode(batch)) as {
+    nftables: Record<string, Record<string, Record<string, unknown>>>[];
+  };
+  return doc.nftables.map((c) => c["add"]?.["chain"]?.["name"] as string | undefined).filter((n) =>
+    n !== undefined
+  );
 }

@@ -19,8 +19,16 @@ for (const name of fixtureNames()) {
       await Deno.writeTextFile(`${dir}/expected.warnings`, warnings);
       return;
     }
-    equal(got, await Deno.readTextFile(`${dir}/expected.json`), `${name}: batch differs from expected.json`);
-    equal(warnings, await Deno.readTextFile(`${dir}/expected.warnings`), `${name}: warnings differ`);
+    equal(
+      got,
+      await Deno.readTextFile(`${dir}/expected.json`),
+      `${name}: batch differs from expected.json`,
+    );
+    equal(
+      warnings,
+      await Deno.readTextFile(`${dir}/expected.warnings`),
+      `${name}: warnings differ`,
+    );
   });
 }
 

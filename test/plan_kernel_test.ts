@@ -33,7 +33,8 @@ Deno.test({
         // Everything the batch declared is in the kernel.
         const marker = await ns.nft.readMarker(1);
         equal(marker.generation, 1, name);
-        const chains = plan.added.filter((a) => a.startsWith("chain:")).map((a) => a.slice(6)).sort();
+        const chains = plan.added.filter((a) => a.startsWith("chain:")).map((a) => a.slice(6))
+          .sort();
         deepEqual(marker.chains, chains, `${name}: chains`);
       }
     }),
@@ -45,12 +46,19 @@ Deno.test({
   fn: () =>
     withKernelNamespace(async (ns) => {
       for (let seed = 1; seed <= 300; seed++) {
-        const gen = new ClusterGenerator(seed * 13, { services: 1 + seed % 9, maxEndpoints: 5, malformed: true, conflicts: true });
+        const gen = new ClusterGenerator(seed * 13, {
+          services: 1 + seed % 9,
+          maxEndpoints: 5,
+          malformed: true,
+          conflicts: true,
+        });
         const state = new ClusterState("node-a");
         new StateFeeder(state).sync(gen);
         await ns.nft.deleteTable();
         try {
-          await ns.nft.apply(planner.planFull(state.services(), CONTEXT, EMPTY_INVENTORY, seed).batch);
+          await ns.nft.apply(
+            planner.planFull(state.services(), CONTEXT, EMPTY_INVENTORY, seed).batch,
+          );
         } catch (e) {
           throw new Error(`seed ${seed}: the kernel refused the batch`, { cause: e });
         }
@@ -70,7 +78,12 @@ Deno.test({
           const feeder = new StateFeeder(state);
           feeder.sync(gen);
           await live.nft.deleteTable();
-          const applier = new Applier({ nft: live.nft, planner, log: quiet, metrics: kpxMetrics() });
+          const applier = new Applier({
+            nft: live.nft,
+            planner,
+            log: quiet,
+            metrics: kpxMetrics(),
+          });
           await applier.init();
           ok((await applier.sync(state, CONTEXT)).ok);
           for (let step = 0; step < 15; step++) {
@@ -80,7 +93,9 @@ Deno.test({
             ok(r.ok, `seed ${seed} step ${step}: ${r.error?.message}`);
           }
           await reference.nft.deleteTable();
-          await reference.nft.apply(planner.planFull(state.services(), CONTEXT, EMPTY_INVENTORY, 1).batch);
+          await reference.nft.apply(
+            planner.planFull(state.services(), CONTEXT, EMPTY_INVENTORY, 1).batch,
+          );
           deepEqual(
             normalizeListing(await live.listTable(), { dropShared: true }),
             normalizeListing(await reference.listTable(), { dropShared: true }),

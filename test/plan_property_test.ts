@@ -14,20 +14,28 @@ import { ClusterState } from "../src/state/mod.ts";
 import { ClusterGenerator } from "./cluster_gen.ts";
 import { StateFeeder } from "./state_feeder.ts";
 
-
 const planner = await Planner.load();
 
 Deno.test("planner: 2000 random and malformed clusters plan without error, apply, and are deterministic", () => {
   let services = 0;
   for (let seed = 1; seed <= 2000; seed++) {
-    const gen = new ClusterGenerator(seed, { services: 1 + seed % 12, maxEndpoints: 6, malformed: true, conflicts: true });
+    const gen = new ClusterGenerator(seed, {
+      services: 1 + seed % 12,
+      maxEndpoints: 6,
+      malformed: true,
+      conflicts: true,
+    });
     const state = new ClusterState("node-a");
     new StateFeeder(state).sync(gen);
     const list = state.services();
     services += list.length;
     const a = planner.planFull(list, CONTEXT, EMPTY_INVENTORY, seed);
     const b = planner.planFull(list, CONTEXT, EMPTY_INVENTORY, seed);
-    equal(new TextDecoder().decode(a.batch), new TextDecoder().decode(b.batch), `seed ${seed}: not deterministic`);
+    equal(
+      new TextDecoder().decode(a.batch),
+      new TextDecoder().decode(b.batch),
+      `seed ${seed}: not deterministic`,
+    );
     try {
       new FakeNftables().apply(a.batch);
     } catch (e) {
@@ -45,7 +53,9 @@ function freshSnapshot(state: ClusterState) {
   return nft.snapshot()!;
 }
 
-function withoutGeneration(s: { chains: Record<string, string[]>; sets: Record<string, string[]> }) {
+function withoutGeneration(
+  s: { chains: Record<string, string[]>; sets: Record<string, string[]> },
+) {
   const { ["generation-l1"]: _g, ...sets } = s.sets;
   return { chains: s.chains, sets };
 }
@@ -53,7 +63,11 @@ function withoutGeneration(s: { chains: Record<string, string[]>; sets: Record<s
 Deno.test("planner: deltas converge to the full plan of the final state (200 random histories)", () => {
   let deltas = 0;
   for (let seed = 1; seed <= 200; seed++) {
-    const gen = new ClusterGenerator(seed * 7919, { services: 8, maxEndpoints: 5, conflicts: seed % 3 === 0 });
+    const gen = new ClusterGenerator(seed * 7919, {
+      services: 8,
+      maxEndpoints: 5,
+      conflicts: seed % 3 === 0,
+    });
     const state = new ClusterState("node-a");
     const feeder = new StateFeeder(state);
     feeder.sync(gen);
@@ -70,7 +84,9 @@ Deno.test("planner: deltas converge to the full plan of the final state (200 ran
       try {
         nft.apply(p.output.batch);
       } catch (e) {
-        throw new Error(`seed ${seed} step ${step} (${p.full ? "full" : "delta"}): ${(e as Error).message}`);
+        throw new Error(
+          `seed ${seed} step ${step} (${p.full ? "full" : "delta"}): ${(e as Error).message}`,
+        );
       }
       p.commit();
       if (!p.full) deltas++;
@@ -88,8 +104,15 @@ Deno.test("planner: deltas converge to the full plan of the final state (200 ran
       }
     }
     deepEqual(got.sets, want.sets, `seed ${seed}: sets and maps differ`);
-    deepEqual(Object.keys(nft.snapshot()!.sets).sort(), Object.keys(freshSnapshot(state).sets).sort());
-    equal(session.inventory.chains.length, nft.chainNames().length, `seed ${seed}: inventory out of step`);
+    deepEqual(
+      Object.keys(nft.snapshot()!.sets).sort(),
+      Object.keys(freshSnapshot(state).sets).sort(),
+    );
+    equal(
+      session.inventory.chains.length,
+      nft.chainNames().length,
+      `seed ${seed}: inventory out of step`,
+    );
   }
   equal(deltas > 3000, true, `only ${deltas} deltas were exercised`);
 });
@@ -110,6 +133,10 @@ Deno.test("planner: a full plan over an existing table replaces it exactly and k
     const second = session.plan(state, CONTEXT, { full: true });
     nft.apply(second.output.batch);
     second.commit();
-    deepEqual(withoutGeneration(nft.snapshot()!), withoutGeneration(freshSnapshot(state)), `seed ${seed}`);
+    deepEqual(
+      withoutGeneration(nft.snapshot()!),
+      withoutGeneration(freshSnapshot(state)),
+      `seed ${seed}`,
+    );
   }
 });

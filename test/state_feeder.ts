@@ -1,5 +1,10 @@
 /** Keeps a ClusterState in step with a generator's objects, as a watch would. */
-import { ClusterState, InvalidObjectError, parseEndpointSlice, parseService } from "../src/state/mod.ts";
+import {
+  type ClusterState,
+  InvalidObjectError,
+  parseEndpointSlice,
+  parseService,
+} from "../src/state/mod.ts";
 import type { ClusterGenerator } from "./cluster_gen.ts";
 
 export class StateFeeder {

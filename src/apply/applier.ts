@@ -7,7 +7,14 @@
  */
 import type { Logger } from "../log/mod.ts";
 import type { KpxMetrics } from "../metrics/mod.ts";
-import { type Inventory, type PendingPlan, type PlanContext, type Planner, PlannerError, PlanSession } from "../planner/mod.ts";
+import {
+  type Inventory,
+  type PendingPlan,
+  type PlanContext,
+  type Planner,
+  PlannerError,
+  PlanSession,
+} from "../planner/mod.ts";
 import type { ClusterState } from "../state/mod.ts";
 import { clearFlows, staleFlows } from "./conntrack.ts";
 import { type Nft, NftApplyError, type TableState } from "./nft.ts";
@@ -41,7 +48,7 @@ export interface ApplierOptions {
   conntrack?: Runner;
 }
 
-function inventoryOf(t: TableState, layout: number): Inventory {
+function inventoryOf(t: TableState): Inventory {
   // A table of another layout is replaced whole by the next full plan.
   return { layout: t.exists ? (t.layout || -1) : 0, chains: t.chains, sets: t.sets };
 }
@@ -67,26 +74,31 @@ export class Applier {
   /** Reads what an earlier kpx left, so the first full plan replaces it in one transaction. */
   async init(): Promise<TableState> {
     const table = await this.#nft.readTable();
-    this.session.invalidate(inventoryOf(table, this.#layout));
+    this.session.invalidate(inventoryOf(table));
     this.session.resumeGeneration(table.generation);
     if (table.exists) {
-      this.#log.info("Found kpx rules from an earlier run; they stay until the first sync replaces them", {
-        generation: table.generation,
-        layout: table.layout,
-        chains: table.chains.length,
-      });
+      this.#log.info(
+        "Found kpx rules from an earlier run; they stay until the first sync replaces them",
+        {
+          generation: table.generation,
+          layout: table.layout,
+          chains: table.chains.length,
+        },
+      );
     }
     return table;
   }
 
   async #kernelInventory(): Promise<Inventory> {
-    return inventoryOf(await this.#nft.readTable(), this.#layout);
+    return inventoryOf(await this.#nft.readTable());
   }
 
   async #verify(p: PendingPlan): Promise<void> {
     const marker = await this.#nft.readMarker(this.#layout);
     if (marker.generation !== p.generation) {
-      throw new VerificationError(`Cannot verify generation ${p.generation}: the kernel's marker says ${marker.generation}`);
+      throw new VerificationError(
+        `Cannot verify generation ${p.generation}: the kernel's marker says ${marker.generation}`,
+      );
     }
     const want = p.inventory.chains;
     if (marker.chains.length !== want.length || marker.chains.some((c, i) => c !== want[i])) {
@@ -100,7 +112,11 @@ export class Applier {
     }
   }
 
-  async sync(state: ClusterState, ctx: PlanContext, opts: { full?: boolean } = {}): Promise<SyncOutcome> {
+  async sync(
+    state: ClusterState,
+    ctx: PlanContext,
+    opts: { full?: boolean } = {},
+  ): Promise<SyncOutcome> {
     const out: SyncOutcome = {
       ok: false,
       full: true,
@@ -127,7 +143,9 @@ export class Applier {
     out.full = pending.full;
     out.services = pending.services;
     out.bytes = pending.output.batch.length;
-    this.#metrics.plannerDuration.observe(out.planMs / 1000, { mode: pending.full ? "full" : "delta" });
+    this.#metrics.plannerDuration.observe(out.planMs / 1000, {
+      mode: pending.full ? "full" : "delta",
+    });
     for (const w of pending.output.warnings) this.#log.warn(w);
 
     t = performance.now();
@@ -155,7 +173,9 @@ export class Applier {
       this.#metrics.verifyFailures.inc();
       this.#metrics.nftablesSyncFailures.inc();
       out.restored = await this.#restore();
-      this.session.invalidate(out.restored ? undefined : await this.#kernelInventory().catch(() => undefined));
+      this.session.invalidate(
+        out.restored ? undefined : await this.#kernelInventory().catch(() => undefined),
+      );
       return out;
     }
     out.verifyMs = performance.now() - t;
@@ -205,6 +225,11 @@ export class Applier {
       this.#metrics.conntrackFailures.inc();
       this.#log.warn(e);
     }
-    if (res.deleted > 0) this.#log.info("Deleted stale UDP conntrack entries", { entries: res.deleted, filters: res.filters }, 2);
+    if (res.deleted > 0) {
+      this.#log.info("Deleted stale UDP conntrack entries", {
+        entries: res.deleted,
+        filters: res.filters,
+      }, 2);
+    }
   }
 }

@@ -11,7 +11,7 @@
  */
 import type { ServiceChange } from "../planner/mod.ts";
 import type { Service, ServicePort } from "../state/mod.ts";
-import { type Runner } from "./process.ts";
+import type { Runner } from "./process.ts";
 
 export interface ConntrackFilter {
   family: 4 | 6;
@@ -70,10 +70,21 @@ export function staleFlows(change: ServiceChange): ConntrackFilter[] {
         if (after.has(k)) continue;
         for (const ip of addresses(old)) {
           if (familyOf(ip) !== familyOf(e.address)) continue;
-          add({ family: familyOf(ip), origDst: ip, origDstPort: op.port, replySrc: e.address, reason: `${id}: endpoint ${e.address} gone` });
+          add({
+            family: familyOf(ip),
+            origDst: ip,
+            origDstPort: op.port,
+            replySrc: e.address,
+            reason: `${id}: endpoint ${e.address} gone`,
+          });
         }
         if (op.nodePort > 0) {
-          add({ family: familyOf(e.address), origDstPort: op.nodePort, replySrc: e.address, reason: `${id}: endpoint ${e.address} gone (node port)` });
+          add({
+            family: familyOf(e.address),
+            origDstPort: op.nodePort,
+            replySrc: e.address,
+            reason: `${id}: endpoint ${e.address} gone (node port)`,
+          });
         }
       }
     }
@@ -86,7 +97,12 @@ export function staleFlows(change: ServiceChange): ConntrackFilter[] {
       if (hadAny || usable(np).size === 0) continue;
       const id = `${now.id}:${np.port}/udp`;
       for (const ip of addresses(now)) {
-        add({ family: familyOf(ip), origDst: ip, origDstPort: np.port, reason: `${id}: first endpoint` });
+        add({
+          family: familyOf(ip),
+          origDst: ip,
+          origDstPort: np.port,
+          reason: `${id}: first endpoint`,
+        });
       }
       if (np.nodePort > 0) {
         for (const family of [4, 6] as const) {
@@ -115,7 +131,11 @@ export interface CleanupResult {
 }
 
 /** Deletes flows matching the filters with the conntrack tool. */
-export async function clearFlows(runner: Runner, filters: readonly ConntrackFilter[], concurrency = 4): Promise<CleanupResult> {
+export async function clearFlows(
+  runner: Runner,
+  filters: readonly ConntrackFilter[],
+  concurrency = 4,
+): Promise<CleanupResult> {
   const res: CleanupResult = { filters: filters.length, deleted: 0, errors: [] };
   const queue = [...filters];
   const worker = async () => {
@@ -126,7 +146,13 @@ export async function clearFlows(runner: Runner, filters: readonly ConntrackFilt
       // exits 1 when N is 0: that is success for us.
       const m = /(\d+) flow entr(?:y|ies) ha(?:s|ve) been deleted/.exec(r.stderr);
       if (m) res.deleted += Number(m[1]);
-      else if (r.code !== 0) res.errors.push(`Cannot delete conntrack entries (${f.reason}): ${r.stderr.trim() || `exit status ${r.code}`}`);
+      else if (r.code !== 0) {
+        res.errors.push(
+          `Cannot delete conntrack entries (${f.reason}): ${
+            r.stderr.trim() || `exit status ${r.code}`
+          }`,
+        );
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, filters.length) }, worker));

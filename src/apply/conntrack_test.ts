@@ -41,9 +41,46 @@ Deno.test("staleFlows() deletes flows DNATed to a UDP endpoint that went away, o
   const old = dns([["10.244.0.5", true], ["10.244.1.5", true]], 30053);
   const now = dns([["10.244.0.5", true]], 30053);
   deepEqual(staleFlows({ old, now }).map(conntrackArgs), [
-    ["conntrack", "-D", "-f", "ipv4", "-p", "udp", "--orig-dst", "10.96.0.10", "--orig-port-dst", "53", "--reply-src", "10.244.1.5"],
-    ["conntrack", "-D", "-f", "ipv4", "-p", "udp", "--orig-dst", "198.51.100.10", "--orig-port-dst", "53", "--reply-src", "10.244.1.5"],
-    ["conntrack", "-D", "-f", "ipv4", "-p", "udp", "--orig-port-dst", "30053", "--reply-src", "10.244.1.5"],
+    [
+      "conntrack",
+      "-D",
+      "-f",
+      "ipv4",
+      "-p",
+      "udp",
+      "--orig-dst",
+      "10.96.0.10",
+      "--orig-port-dst",
+      "53",
+      "--reply-src",
+      "10.244.1.5",
+    ],
+    [
+      "conntrack",
+      "-D",
+      "-f",
+      "ipv4",
+      "-p",
+      "udp",
+      "--orig-dst",
+      "198.51.100.10",
+      "--orig-port-dst",
+      "53",
+      "--reply-src",
+      "10.244.1.5",
+    ],
+    [
+      "conntrack",
+      "-D",
+      "-f",
+      "ipv4",
+      "-p",
+      "udp",
+      "--orig-port-dst",
+      "30053",
+      "--reply-src",
+      "10.244.1.5",
+    ],
   ]);
 });
 
@@ -57,8 +94,30 @@ Deno.test("staleFlows() clears a UDP service's addresses when it gains its first
   const old = dns([], 30053);
   const now = dns([["10.244.0.5", true]], 30053);
   deepEqual(staleFlows({ old, now }).map(conntrackArgs), [
-    ["conntrack", "-D", "-f", "ipv4", "-p", "udp", "--orig-dst", "10.96.0.10", "--orig-port-dst", "53"],
-    ["conntrack", "-D", "-f", "ipv4", "-p", "udp", "--orig-dst", "198.51.100.10", "--orig-port-dst", "53"],
+    [
+      "conntrack",
+      "-D",
+      "-f",
+      "ipv4",
+      "-p",
+      "udp",
+      "--orig-dst",
+      "10.96.0.10",
+      "--orig-port-dst",
+      "53",
+    ],
+    [
+      "conntrack",
+      "-D",
+      "-f",
+      "ipv4",
+      "-p",
+      "udp",
+      "--orig-dst",
+      "198.51.100.10",
+      "--orig-port-dst",
+      "53",
+    ],
     ["conntrack", "-D", "-f", "ipv4", "-p", "udp", "--orig-port-dst", "30053"],
   ]);
 });

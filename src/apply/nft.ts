@@ -4,7 +4,7 @@
  * listing map elements (seconds at 100k elements). A real implementation runs
  * nft; FakeNft wraps the in-memory FakeNftables for tests.
  */
-import { CommandFailedError, type Runner, runChecked } from "./process.ts";
+import { CommandFailedError, runChecked, type Runner } from "./process.ts";
 import { FakeNftables } from "./nft_fake.ts";
 
 export const TABLE_FAMILY = "inet";
@@ -75,7 +75,11 @@ export class NftCli implements Nft {
       // also surface as ENOBUFS when those reports overflow its socket.
       const lines = r.stderr.trim().split("\n").filter((l) => l.trim() !== "");
       const first = [...new Set(lines)].slice(0, 3).join("; ");
-      throw new NftApplyError(`Cannot apply the nftables batch (${batch.length} bytes): nft exit status ${r.code}: ${first || "no message"}`);
+      throw new NftApplyError(
+        `Cannot apply the nftables batch (${batch.length} bytes): nft exit status ${r.code}: ${
+          first || "no message"
+        }`,
+      );
     }
   }
 
@@ -85,7 +89,13 @@ export class NftCli implements Nft {
       runChecked(this.runner, ["nft", "-j", "list", "chains", TABLE_FAMILY]),
       runChecked(this.runner, ["nft", "-j", "list", "sets", TABLE_FAMILY]),
     ]);
-    const state: TableState = { exists: false, chains: chainNames(parseList(chains)), sets: [], generation: 0, layout: 0 };
+    const state: TableState = {
+      exists: false,
+      chains: chainNames(parseList(chains)),
+      sets: [],
+      generation: 0,
+      layout: 0,
+    };
     for (const o of parseList(sets).nftables) {
       const s = o["set"];
       if (!s || s["table"] !== TABLE_NAME) continue;
@@ -107,7 +117,15 @@ export class NftCli implements Nft {
   async readMarker(layout: number): Promise<Marker> {
     const [chains, marker] = await Promise.all([
       runChecked(this.runner, ["nft", "-j", "list", "chains", TABLE_FAMILY]),
-      this.runner.run(["nft", "-j", "list", "set", TABLE_FAMILY, TABLE_NAME, `generation-l${layout}`]),
+      this.runner.run([
+        "nft",
+        "-j",
+        "list",
+        "set",
+        TABLE_FAMILY,
+        TABLE_NAME,
+        `generation-l${layout}`,
+      ]),
     ]);
     let generation = 0;
     if (marker.code === 0) {
@@ -121,7 +139,9 @@ export class NftCli implements Nft {
 
   async #tableExists(): Promise<boolean> {
     const out = parseList(await runChecked(this.runner, ["nft", "-j", "list", "tables"]));
-    return out.nftables.some((o) => o["table"]?.["family"] === TABLE_FAMILY && o["table"]?.["name"] === TABLE_NAME);
+    return out.nftables.some((o) =>
+      o["table"]?.["family"] === TABLE_FAMILY && o["table"]?.["name"] === TABLE_NAME
+    );
   }
 
   async deleteTable(): Promise<boolean> {
@@ -161,7 +181,9 @@ export class FakeNft implements Nft {
 
   readTable(): Promise<TableState> {
     const snap = this.table.snapshot();
-    if (!snap) return Promise.resolve({ exists: false, chains: [], sets: [], generation: 0, layout: 0 });
+    if (!snap) {
+      return Promise.resolve({ exists: false, chains: [], sets: [], generation: 0, layout: 0 });
+    }
     let generation = 0, layout = 0;
     for (const n of Object.keys(snap.sets)) {
       const m = GENERATION_SET.exec(n);
@@ -171,7 +193,13 @@ export class FakeNft implements Nft {
       }
     }
     const sets = Object.keys(snap.sets).filter((n) => n.startsWith(AFFINITY_SET_PREFIX));
-    return Promise.resolve({ exists: true, chains: this.table.chainNames(), sets, generation, layout });
+    return Promise.resolve({
+      exists: true,
+      chains: this.table.chainNames(),
+      sets,
+      generation,
+      layout,
+    });
   }
 
   readMarker(layout: number): Promise<Marker> {

@@ -39,15 +39,23 @@ function declOf(o: Obj): string {
 
 /** Chains and sets a JSON fragment refers to ("target" verdicts, "@set" names). */
 function referencesOf(json: string): { chains: string[]; sets: string[] } {
-  const chains = [...json.matchAll(/"target":"((?:[^"\\]|\\.)*)"/g)].map((m) => JSON.parse(`"${m[1]}"`) as string);
-  const sets = [...json.matchAll(/"@((?:[^"\\]|\\.)*)"/g)].map((m) => JSON.parse(`"${m[1]}"`) as string);
+  const chains = [...json.matchAll(/"target":"((?:[^"\\]|\\.)*)"/g)].map((m) =>
+    JSON.parse(`"${m[1]}"`) as string
+  );
+  const sets = [...json.matchAll(/"@((?:[^"\\]|\\.)*)"/g)].map((m) =>
+    JSON.parse(`"${m[1]}"`) as string
+  );
   return { chains, sets };
 }
 
 function cloneTable(t: FakeTable): FakeTable {
   return {
     chains: new Map([...t.chains].map(([k, c]) => [k, { base: c.base, rules: [...c.rules] }])),
-    sets: new Map([...t.sets].map(([k, s]) => [k, { kind: s.kind, decl: s.decl, elements: new Map(s.elements) }])),
+    sets: new Map(
+      [...t.sets].map((
+        [k, s],
+      ) => [k, { kind: s.kind, decl: s.decl, elements: new Map(s.elements) }]),
+    ),
   };
 }
 
@@ -93,7 +101,9 @@ export class FakeNftables {
       }
       if (what === "chains") {
         for (const [sn, s] of t.sets) {
-          for (const v of s.elements.values()) if (referencesOf(v).chains.includes(target)) return `element of ${sn}`;
+          for (const v of s.elements.values()) {
+            if (referencesOf(v).chains.includes(target)) return `element of ${sn}`;
+          }
         }
       }
       return "";
@@ -124,7 +134,9 @@ export class FakeNftables {
           const decl = declOf(o);
           if (!s) t.sets.set(name, { kind, decl, elements: new Map() });
           else if (s.decl !== decl || s.kind !== kind) fail("File exists (another definition)");
-          if (Array.isArray(o["elem"])) this.#addElements(t, t.sets.get(name)!, o["elem"] as unknown[], fail);
+          if (Array.isArray(o["elem"])) {
+            this.#addElements(t, t.sets.get(name)!, o["elem"] as unknown[], fail);
+          }
         } else if (verb === "flush") {
           if (!s) fail("No such file or directory");
           s!.elements.clear();
@@ -154,7 +166,9 @@ export class FakeNftables {
         const c = t.chains.get(chain) ?? fail(`chain ${chain}: No such file or directory`);
         const text = JSON.stringify(o["expr"]);
         const refs = referencesOf(text);
-        for (const r of refs.chains) if (!t.chains.has(r)) fail(`jump target ${r}: No such file or directory`);
+        for (const r of refs.chains) {
+          if (!t.chains.has(r)) fail(`jump target ${r}: No such file or directory`);
+        }
         for (const r of refs.sets) if (!t.sets.has(r)) fail(`set ${r}: No such file or directory`);
         c.rules.push(text);
         return;
@@ -170,9 +184,13 @@ export class FakeNftables {
       if (isPair && !Array.isArray(e)) fail("map element without a value");
       const key = JSON.stringify(isPair ? (e as unknown[])[0] : e);
       const value = isPair ? JSON.stringify((e as unknown[])[1]) : "";
-      for (const r of referencesOf(value).chains) if (!t.chains.has(r)) fail(`verdict target ${r}: No such file or directory`);
+      for (const r of referencesOf(value).chains) {
+        if (!t.chains.has(r)) fail(`verdict target ${r}: No such file or directory`);
+      }
       const old = s.elements.get(key);
-      if (old !== undefined && old !== value) fail(`element ${key}: File exists with another value`);
+      if (old !== undefined && old !== value) {
+        fail(`element ${key}: File exists with another value`);
+      }
       s.elements.set(key, value);
     }
   }
@@ -182,7 +200,10 @@ export class FakeNftables {
   }
 
   /** Sorted, comparable view of a table: chains with rules, sets with elements. */
-  snapshot(family = "inet", name = "kpx"): { chains: Record<string, string[]>; sets: Record<string, string[]> } | null {
+  snapshot(
+    family = "inet",
+    name = "kpx",
+  ): { chains: Record<string, string[]>; sets: Record<string, string[]> } | null {
     const t = this.#tables.get(`${family} ${name}`);
     if (!t) return null;
     const chains: Record<string, string[]> = {};

@@ -4,7 +4,7 @@
  * only: the kernel validates the batch and nothing is applied), one small
  * batch per feature, so a failure names the missing piece.
  */
-import { type Runner } from "./process.ts";
+import type { Runner } from "./process.ts";
 
 export interface PreflightResult {
   /** kpx cannot work: refuse to start. */
@@ -16,7 +16,9 @@ export interface PreflightResult {
 
 const T = { family: "inet", table: "kpxprobe" };
 const table = { add: { table: { family: "inet", name: "kpxprobe" } } };
-const chain = (name: string, base?: Record<string, unknown>) => ({ add: { chain: { ...T, name, ...base } } });
+const chain = (name: string, base?: Record<string, unknown>) => ({
+  add: { chain: { ...T, name, ...base } },
+});
 const rule = (c: string, expr: unknown[]) => ({ add: { rule: { ...T, chain: c, expr } } });
 const daddr = { payload: { protocol: "ip", field: "daddr" } };
 const dport = { payload: { protocol: "th", field: "dport" } };
@@ -28,38 +30,117 @@ export const FEATURE_PROBES: Array<{ feature: string; module: string; batch: unk
   {
     feature: "NAT chains and DNAT",
     module: "nft_nat / nf_nat",
-    batch: [table, chain("n", { type: "nat", hook: "prerouting", prio: -100, policy: "accept" }), rule("n", [
-      { match: { op: "==", left: l4, right: "tcp" } },
-      { dnat: { family: "ip", addr: "10.0.0.1", port: 80 } },
-    ])],
+    batch: [
+      table,
+      chain("n", { type: "nat", hook: "prerouting", prio: -100, policy: "accept" }),
+      rule("n", [
+        { match: { op: "==", left: l4, right: "tcp" } },
+        { dnat: { family: "ip", addr: "10.0.0.1", port: 80 } },
+      ]),
+    ],
   },
   {
     feature: "masquerade",
     module: "nft_masq",
-    batch: [table, chain("p", { type: "nat", hook: "postrouting", prio: 100, policy: "accept" }), rule("p", [{ masquerade: { flags: ["fully-random"] } }])],
+    batch: [
+      table,
+      chain("p", { type: "nat", hook: "postrouting", prio: 100, policy: "accept" }),
+      rule("p", [{ masquerade: { flags: ["fully-random"] } }]),
+    ],
   },
-  { feature: "conntrack matches", module: "nft_ct / nf_conntrack", batch: [table, chain("c"), rule("c", [{ match: { op: "in", left: { ct: { key: "state" } }, right: "new" } }, { drop: null }])] },
-  { feature: "fib lookups", module: "nft_fib_inet", batch: [table, chain("f", { type: "filter", hook: "prerouting", prio: 0, policy: "accept" }), rule("f", [{ match: { op: "==", left: { fib: { result: "type", flags: ["daddr"] } }, right: "local" } }, { drop: null }])] },
-  { feature: "numgen", module: "nft_numgen", batch: [table, chain("g"), chain("h"), rule("g", [{ vmap: { key: { numgen: { mode: "random", mod: 2, offset: 0 } }, data: { set: [[0, { goto: { target: "h" } }], [1, { goto: { target: "h" } }]] } } }])] },
+  {
+    feature: "conntrack matches",
+    module: "nft_ct / nf_conntrack",
+    batch: [
+      table,
+      chain("c"),
+      rule("c", [{ match: { op: "in", left: { ct: { key: "state" } }, right: "new" } }, {
+        drop: null,
+      }]),
+    ],
+  },
+  {
+    feature: "fib lookups",
+    module: "nft_fib_inet",
+    batch: [
+      table,
+      chain("f", { type: "filter", hook: "prerouting", prio: 0, policy: "accept" }),
+      rule("f", [{
+        match: { op: "==", left: { fib: { result: "type", flags: ["daddr"] } }, right: "local" },
+      }, { drop: null }]),
+    ],
+  },
+  {
+    feature: "numgen",
+    module: "nft_numgen",
+    batch: [
+      table,
+      chain("g"),
+      chain("h"),
+      rule("g", [{
+        vmap: {
+          key: { numgen: { mode: "random", mod: 2, offset: 0 } },
+          data: { set: [[0, { goto: { target: "h" } }], [1, { goto: { target: "h" } }]] },
+        },
+      }]),
+    ],
+  },
   {
     feature: "concatenated maps",
     module: "nft_hash (set backends)",
-    batch: [table, { add: { map: { ...T, name: "m", type: ["ipv4_addr", "inet_proto", "inet_service"], map: "verdict" } } }, chain("v"), rule("v", [{ vmap: { key: { concat: [daddr, l4, dport] }, data: "@m" } }])],
+    batch: [
+      table,
+      {
+        add: {
+          map: {
+            ...T,
+            name: "m",
+            type: ["ipv4_addr", "inet_proto", "inet_service"],
+            map: "verdict",
+          },
+        },
+      },
+      chain("v"),
+      rule("v", [{ vmap: { key: { concat: [daddr, l4, dport] }, data: "@m" } }]),
+    ],
   },
   {
     feature: "concatenated interval sets (pipapo, Linux 5.6+)",
     module: "nft_set_pipapo",
-    batch: [table, { add: { set: { ...T, name: "s", type: ["ipv4_addr", "ipv4_addr"], flags: ["interval"], elem: [{ concat: ["1.2.3.4", { prefix: { addr: "10.0.0.0", len: 8 } }] }] } } }],
+    batch: [table, {
+      add: {
+        set: {
+          ...T,
+          name: "s",
+          type: ["ipv4_addr", "ipv4_addr"],
+          flags: ["interval"],
+          elem: [{ concat: ["1.2.3.4", { prefix: { addr: "10.0.0.0", len: 8 } }] }],
+        },
+      },
+    }],
   },
   {
     feature: "dynamic sets with timeouts",
     module: "nft_dynset",
-    batch: [table, { add: { set: { ...T, name: "a", type: "ipv4_addr", flags: ["timeout"], timeout: 60 } } }, chain("d"), rule("d", [{ set: { op: "update", elem: { payload: { protocol: "ip", field: "saddr" } }, set: "@a" } }])],
+    batch: [
+      table,
+      { add: { set: { ...T, name: "a", type: "ipv4_addr", flags: ["timeout"], timeout: 60 } } },
+      chain("d"),
+      rule("d", [{
+        set: { op: "update", elem: { payload: { protocol: "ip", field: "saddr" } }, set: "@a" },
+      }]),
+    ],
   },
   {
     feature: "reject",
     module: "nft_reject_inet",
-    batch: [table, chain("r", { type: "filter", hook: "input", prio: 0, policy: "accept" }), rule("r", [{ match: { op: "==", left: l4, right: "tcp" } }, { reject: { type: "tcp reset" } }])],
+    batch: [
+      table,
+      chain("r", { type: "filter", hook: "input", prio: 0, policy: "accept" }),
+      rule("r", [{ match: { op: "==", left: l4, right: "tcp" } }, {
+        reject: { type: "tcp reset" },
+      }]),
+    ],
   },
 ];
 
@@ -88,21 +169,34 @@ export async function preflight(
   opts: { sysctl?: SysctlReader; ipv6?: boolean; conntrackCleanup?: boolean } = {},
 ): Promise<PreflightResult> {
   const res: PreflightResult = { errors: [], warnings: [], nftVersion: "" };
-  const ver = await runner.run(["nft", "--version"]).catch((e) => ({ code: 127, stdout: new Uint8Array(), stderr: String(e) }));
+  const ver = await runner.run(["nft", "--version"]).catch((e) => ({
+    code: 127,
+    stdout: new Uint8Array(),
+    stderr: String(e),
+  }));
   if (ver.code !== 0) {
-    res.errors.push("nft is not installed (Debian/Ubuntu: apt-get install nftables): kpx loads its rules with it");
+    res.errors.push(
+      "nft is not installed (Debian/Ubuntu: apt-get install nftables): kpx loads its rules with it",
+    );
     return res;
   }
   res.nftVersion = /v(\d+\.\d+(?:\.\d+)?)/.exec(new TextDecoder().decode(ver.stdout))?.[1] ?? "";
   if (!res.nftVersion || !versionAtLeast(res.nftVersion, [1, 0, 0])) {
-    res.errors.push(`nft ${res.nftVersion || "(unknown version)"} is too old: kpx needs nftables 1.0.0 or later (tested with 1.0.6)`);
+    res.errors.push(
+      `nft ${
+        res.nftVersion || "(unknown version)"
+      } is too old: kpx needs nftables 1.0.0 or later (tested with 1.0.6)`,
+    );
     return res;
   }
   if (!versionAtLeast(res.nftVersion, [1, 0, 6])) {
     res.warnings.push(`nft ${res.nftVersion} is older than 1.0.6, the version kpx is tested with`);
   }
   for (const probe of FEATURE_PROBES) {
-    const r = await runner.run(["nft", "-c", "-j", "-f", "-"], new TextEncoder().encode(JSON.stringify({ nftables: probe.batch })));
+    const r = await runner.run(
+      ["nft", "-c", "-j", "-f", "-"],
+      new TextEncoder().encode(JSON.stringify({ nftables: probe.batch })),
+    );
     if (r.code !== 0) {
       const why = r.stderr.trim().split("\n").find((l) => l.trim()) ?? `exit status ${r.code}`;
       res.errors.push(`the kernel lacks ${probe.feature} (module ${probe.module}): ${why}`);
@@ -112,19 +206,27 @@ export async function preflight(
   }
   const sysctl = opts.sysctl ?? readProcSysctl;
   if ((await sysctl("net.ipv4.ip_forward")) === "0") {
-    res.warnings.push("net.ipv4.ip_forward is 0: service traffic from pods and from outside will not be forwarded (the CNI or the node setup normally enables it)");
+    res.warnings.push(
+      "net.ipv4.ip_forward is 0: service traffic from pods and from outside will not be forwarded (the CNI or the node setup normally enables it)",
+    );
   }
   if (opts.ipv6 && (await sysctl("net.ipv6.conf.all.forwarding")) === "0") {
-    res.warnings.push("net.ipv6.conf.all.forwarding is 0: IPv6 service traffic will not be forwarded");
+    res.warnings.push(
+      "net.ipv6.conf.all.forwarding is 0: IPv6 service traffic will not be forwarded",
+    );
   }
   const brnf = await sysctl("net.bridge.bridge-nf-call-iptables");
   if (brnf === "0") {
-    res.warnings.push("net.bridge.bridge-nf-call-iptables is 0: traffic between pods on one bridge bypasses netfilter and kpx's rules (load br_netfilter and set it to 1 if your CNI uses a bridge)");
+    res.warnings.push(
+      "net.bridge.bridge-nf-call-iptables is 0: traffic between pods on one bridge bypasses netfilter and kpx's rules (load br_netfilter and set it to 1 if your CNI uses a bridge)",
+    );
   }
   if (opts.conntrackCleanup !== false) {
     const ct = await runner.run(["conntrack", "--version"]).catch(() => ({ code: 127 }));
     if (ct.code !== 0) {
-      res.warnings.push("the conntrack tool is not installed (apt-get install conntrack): stale UDP conntrack entries will not be cleared when endpoints go away");
+      res.warnings.push(
+        "the conntrack tool is not installed (apt-get install conntrack): stale UDP conntrack entries will not be cleared when endpoints go away",
+      );
     }
   }
   return res;

@@ -5,11 +5,17 @@ import { SKIP_KERNEL, withKernelNamespace } from "../../test/kernel.ts";
 
 class ScriptedRunner implements Runner {
   calls: string[][] = [];
-  constructor(readonly answer: (argv: readonly string[], stdin: string) => Partial<ProcessResult>) {}
+  constructor(
+    readonly answer: (argv: readonly string[], stdin: string) => Partial<ProcessResult>,
+  ) {}
   run(argv: readonly string[], stdin?: Uint8Array): Promise<ProcessResult> {
     this.calls.push([...argv]);
     const a = this.answer(argv, stdin ? new TextDecoder().decode(stdin) : "");
-    return Promise.resolve({ code: a.code ?? 0, stdout: a.stdout ?? new Uint8Array(), stderr: a.stderr ?? "" });
+    return Promise.resolve({
+      code: a.code ?? 0,
+      stdout: a.stdout ?? new Uint8Array(),
+      stderr: a.stderr ?? "",
+    });
   }
 }
 
@@ -17,14 +23,22 @@ const v = (s: string) => new TextEncoder().encode(s);
 const sysctls = (values: Record<string, string>) => (k: string) => Promise.resolve(values[k]);
 
 Deno.test("preflight() names a missing nft", async () => {
-  const r = await preflight(new ScriptedRunner(() => ({ code: 127, stderr: "nft is not installed" })));
+  const r = await preflight(
+    new ScriptedRunner(() => ({ code: 127, stderr: "nft is not installed" })),
+  );
   ok(r.errors[0]?.includes("nft is not installed"));
 });
 
 Deno.test("preflight() refuses an nft older than 1.0.0 and warns below 1.0.6", async () => {
-  const old = await preflight(new ScriptedRunner(() => ({ stdout: v("nftables v0.9.8 (E.D.S.)") })), { sysctl: sysctls({}) });
+  const old = await preflight(
+    new ScriptedRunner(() => ({ stdout: v("nftables v0.9.8 (E.D.S.)") })),
+    { sysctl: sysctls({}) },
+  );
   ok(old.errors[0]?.includes("0.9.8 is too old"));
-  const mid = await preflight(new ScriptedRunner(() => ({ stdout: v("nftables v1.0.2 (Lester Gooch)") })), { sysctl: sysctls({}) });
+  const mid = await preflight(
+    new ScriptedRunner(() => ({ stdout: v("nftables v1.0.2 (Lester Gooch)") })),
+    { sysctl: sysctls({}) },
+  );
   deepEqual(mid.errors, []);
   ok(mid.warnings[0]?.includes("older than 1.0.6"));
 });
@@ -33,7 +47,9 @@ Deno.test("preflight() names the kernel feature whose probe the kernel refuses",
   // Only the numgen probe fails, as on a kernel without nft_numgen.
   const runner = new ScriptedRunner((argv, stdin) => {
     if (argv[1] === "--version") return { stdout: v("nftables v1.0.6 (Lester Gooch #5)") };
-    if (stdin.includes("numgen")) return { code: 1, stderr: "Error: Could not process rule: No such file or directory" };
+    if (stdin.includes("numgen")) {
+      return { code: 1, stderr: "Error: Could not process rule: No such file or directory" };
+    }
     return { code: 0 };
   });
   const r = await preflight(runner, { sysctl: sysctls({}) });
@@ -60,7 +76,9 @@ Deno.test({
       deepEqual(r.errors, []);
       ok(r.nftVersion.startsWith("1."));
       // -c must not have left anything behind.
-      const tables = new TextDecoder().decode((await ns.runner.run(["nft", "list", "tables"])).stdout);
+      const tables = new TextDecoder().decode(
+        (await ns.runner.run(["nft", "list", "tables"])).stdout,
+      );
       equal(tables.trim(), "");
     }),
 });

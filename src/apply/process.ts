@@ -13,7 +13,11 @@ export interface ProcessResult {
 export class CommandFailedError extends Error {
   override name = "CommandFailedError";
   constructor(readonly argv: readonly string[], readonly code: number, readonly stderr: string) {
-    super(`Cannot run ${argv.join(" ")}: exit status ${code}${stderr ? `: ${stderr.trim().split("\n").slice(0, 4).join("; ")}` : ""}`);
+    super(
+      `Cannot run ${argv.join(" ")}: exit status ${code}${
+        stderr ? `: ${stderr.trim().split("\n").slice(0, 4).join("; ")}` : ""
+      }`,
+    );
   }
 }
 
@@ -54,7 +58,11 @@ export class ProcessRunner implements Runner {
   }
 }
 
-export async function runChecked(runner: Runner, argv: readonly string[], stdin?: Uint8Array): Promise<Uint8Array> {
+export async function runChecked(
+  runner: Runner,
+  argv: readonly string[],
+  stdin?: Uint8Array,
+): Promise<Uint8Array> {
   const r = await runner.run(argv, stdin);
   if (r.code !== 0) throw new CommandFailedError(argv, r.code, r.stderr);
   return r.stdout;

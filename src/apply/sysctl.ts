@@ -21,18 +21,34 @@ export function conntrackSysctls(
   const out: SysctlChange[] = [];
   const want = (key: string, to: number | string) => {
     const v = String(to);
-    if (current[key] !== undefined && current[key] !== v) out.push({ key, from: current[key], to: v });
+    if (current[key] !== undefined && current[key] !== v) {
+      out.push({ key, from: current[key], to: v });
+    }
   };
   if (c.maxPerCore > 0) {
     const max = Math.max(c.maxPerCore * cpus, c.min);
     const cur = Number(current["net.netfilter.nf_conntrack_max"] ?? "0");
     if (max > cur) want("net.netfilter.nf_conntrack_max", max);
   }
-  if (c.tcpEstablishedTimeoutMs > 0) want("net.netfilter.nf_conntrack_tcp_timeout_established", Math.round(c.tcpEstablishedTimeoutMs / 1000));
-  if (c.tcpCloseWaitTimeoutMs > 0) want("net.netfilter.nf_conntrack_tcp_timeout_close_wait", Math.round(c.tcpCloseWaitTimeoutMs / 1000));
+  if (c.tcpEstablishedTimeoutMs > 0) {
+    want(
+      "net.netfilter.nf_conntrack_tcp_timeout_established",
+      Math.round(c.tcpEstablishedTimeoutMs / 1000),
+    );
+  }
+  if (c.tcpCloseWaitTimeoutMs > 0) {
+    want(
+      "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
+      Math.round(c.tcpCloseWaitTimeoutMs / 1000),
+    );
+  }
   if (c.tcpBeLiberal) want("net.netfilter.nf_conntrack_tcp_be_liberal", 1);
-  if (c.udpTimeoutMs > 0) want("net.netfilter.nf_conntrack_udp_timeout", Math.round(c.udpTimeoutMs / 1000));
-  if (c.udpStreamTimeoutMs > 0) want("net.netfilter.nf_conntrack_udp_timeout_stream", Math.round(c.udpStreamTimeoutMs / 1000));
+  if (c.udpTimeoutMs > 0) {
+    want("net.netfilter.nf_conntrack_udp_timeout", Math.round(c.udpTimeoutMs / 1000));
+  }
+  if (c.udpStreamTimeoutMs > 0) {
+    want("net.netfilter.nf_conntrack_udp_timeout_stream", Math.round(c.udpStreamTimeoutMs / 1000));
+  }
   return out;
 }
 

@@ -27,12 +27,16 @@ export class UsageError extends Error {
 }
 
 const SETTING_TYPES = new Map(
-  SETTINGS.filter((s) => s.flag).map((s) => [s.flag!, s.type === "bool" ? "bool" : "string"] as const),
+  SETTINGS.filter((s) => s.flag).map((s) =>
+    [s.flag!, s.type === "bool" ? "bool" : "string"] as const
+  ),
 );
 
 export function parseArgs(argv: readonly string[], own: Record<string, FlagSpec>): ParsedArgs {
   const out: ParsedArgs = { settings: [], flags: {}, positionals: [] };
-  const byShort = new Map(Object.entries(own).filter(([, s]) => s.short).map(([n, s]) => [s.short!, n]));
+  const byShort = new Map(
+    Object.entries(own).filter(([, s]) => s.short).map(([n, s]) => [s.short!, n]),
+  );
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === "--") {
@@ -53,7 +57,9 @@ export function parseArgs(argv: readonly string[], own: Record<string, FlagSpec>
     if (!type) throw new UsageError(`Cannot parse arguments: unknown flag --${name}`);
     if (type === "bool") {
       if (value !== undefined && value !== "true" && value !== "false") {
-        throw new UsageError(`Cannot parse arguments: --${name} takes true or false, got ${JSON.stringify(value)}`);
+        throw new UsageError(
+          `Cannot parse arguments: --${name} takes true or false, got ${JSON.stringify(value)}`,
+        );
       }
       const b = value === undefined ? true : value === "true";
       if (spec) out.flags[name] = b;
@@ -61,13 +67,19 @@ export function parseArgs(argv: readonly string[], own: Record<string, FlagSpec>
       continue;
     }
     if (value === undefined) {
-      if (i + 1 >= argv.length) throw new UsageError(`Cannot parse arguments: --${name} needs a value`);
+      if (i + 1 >= argv.length) {
+        throw new UsageError(`Cannot parse arguments: --${name} needs a value`);
+      }
       value = argv[++i]!;
     }
     if (!spec) {
       out.settings.push([name, value]);
     } else if (spec.type === "int") {
-      if (!/^-?[0-9]+$/.test(value)) throw new UsageError(`Cannot parse arguments: --${name} takes an integer, got ${JSON.stringify(value)}`);
+      if (!/^-?[0-9]+$/.test(value)) {
+        throw new UsageError(
+          `Cannot parse arguments: --${name} takes an integer, got ${JSON.stringify(value)}`,
+        );
+      }
       out.flags[name] = Number(value);
     } else if (spec.type === "strings") {
       out.flags[name] = [...(out.flags[name] as string[] | undefined ?? []), value];
@@ -85,7 +97,9 @@ export function flagHelp(own: Record<string, FlagSpec>, withSettings: boolean): 
   if (withSettings) {
     lines.push("", "kube-proxy flags (override the --config file):");
     for (const s of SETTINGS) {
-      if (s.flag && s.apply) lines.push(`  --${s.flag}${s.type === "bool" ? "" : " VALUE"}\n      ${s.help}`);
+      if (s.flag && s.apply) {
+        lines.push(`  --${s.flag}${s.type === "bool" ? "" : " VALUE"}\n      ${s.help}`);
+      }
     }
   }
   return lines.join("\n");

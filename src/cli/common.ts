@@ -1,9 +1,11 @@
 /** What several commands share: loading the config and the manifests. */
-import { type LoadedConfig, loadConfig } from "../config/mod.ts";
+import { loadConfig, type LoadedConfig } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import type { ParsedArgs } from "./args.ts";
 
-export const CONFIG_FLAG = { config: { type: "string", help: "KubeProxyConfiguration file (YAML or JSON)" } } as const;
+export const CONFIG_FLAG = {
+  config: { type: "string", help: "KubeProxyConfiguration file (YAML or JSON)" },
+} as const;
 
 export async function loadConfigFromArgs(args: ParsedArgs, log: Logger): Promise<LoadedConfig> {
   const path = args.flags["config"] as string | undefined;
@@ -16,7 +18,9 @@ export async function loadConfigFromArgs(args: ParsedArgs, log: Logger): Promise
     }
   }
   const loaded = loadConfig({ ...(file ? { file } : {}), flags: args.settings });
-  for (const field of loaded.ignored) log.info("Setting is accepted but not implemented by kpx", { setting: field });
+  for (const field of loaded.ignored) {
+    log.info("Setting is accepted but not implemented by kpx", { setting: field });
+  }
   return loaded;
 }
 

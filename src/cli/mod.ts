@@ -33,7 +33,9 @@ function earlyLogger(argv: readonly string[]): Logger {
   argv.forEach((a, i) => {
     const v = a.match(/^--?v(?:=(\d+))?$/);
     if (v) verbosity = Number(v[1] ?? argv[i + 1] ?? 0) || 0;
-    if (a === "--logging-format=json" || (a === "--logging-format" && argv[i + 1] === "json")) format = "json";
+    if (a === "--logging-format=json" || (a === "--logging-format" && argv[i + 1] === "json")) {
+      format = "json";
+    }
   });
   return new Logger({ verbosity, format });
 }

@@ -8,16 +8,30 @@ import { CONFIG_FLAG, hostname, loadConfigFromArgs } from "./common.ts";
 
 export const PLAN_FLAGS: Record<string, FlagSpec> = {
   ...CONFIG_FLAG,
-  output: { type: "string", short: "o", help: "json (the raw batch for nft -j -f) or text (default: readable)" },
+  output: {
+    type: "string",
+    short: "o",
+    help: "json (the raw batch for nft -j -f) or text (default: readable)",
+  },
 };
 
 export const PLAN_USAGE = "kpx plan [--config FILE] [flags] PATH...";
 
-export async function planCommand(argv: string[], log: Logger, out: (s: string | Uint8Array) => Promise<void>): Promise<number> {
+export async function planCommand(
+  argv: string[],
+  log: Logger,
+  out: (s: string | Uint8Array) => Promise<void>,
+): Promise<number> {
   const args = parseArgs(argv, PLAN_FLAGS);
   const output = (args.flags["output"] as string | undefined) ?? "text";
-  if (output !== "json" && output !== "text") throw new UsageError(`Cannot plan: --output must be json or text, got ${JSON.stringify(output)}`);
-  if (args.positionals.length === 0) throw new UsageError(`Cannot plan: no manifest path given\nusage: ${PLAN_USAGE}`);
+  if (output !== "json" && output !== "text") {
+    throw new UsageError(
+      `Cannot plan: --output must be json or text, got ${JSON.stringify(output)}`,
+    );
+  }
+  if (args.positionals.length === 0) {
+    throw new UsageError(`Cannot plan: no manifest path given\nusage: ${PLAN_USAGE}`);
+  }
   const { config } = await loadConfigFromArgs(args, log);
   const objects = await readManifests(args.positionals);
   const started = performance.now();
@@ -28,7 +42,10 @@ export async function planCommand(argv: string[], log: Logger, out: (s: string |
   log.info("Planned", {
     node: result.nodeName,
     services: result.services.length,
-    endpoints: result.services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0),
+    endpoints: result.services.reduce(
+      (n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0),
+      0,
+    ),
     bytes: plan.batch.length,
     ms: Math.round((performance.now() - started) * 10) / 10,
   }, 1);

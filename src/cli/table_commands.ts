@@ -6,7 +6,9 @@ import type { Output } from "./commands.ts";
 export async function cleanupCommand(_argv: string[], log: Logger, out: Output): Promise<number> {
   const nft = new NftCli(new ProcessRunner());
   const removed = await nft.deleteTable();
-  log.info(removed ? "Removed kpx's rules" : "No kpx rules to remove", { table: `${TABLE_FAMILY} ${TABLE_NAME}` });
+  log.info(removed ? "Removed kpx's rules" : "No kpx rules to remove", {
+    table: `${TABLE_FAMILY} ${TABLE_NAME}`,
+  });
   await out(removed ? `removed table ${TABLE_FAMILY} ${TABLE_NAME}\n` : "nothing to remove\n");
   return 0;
 }
@@ -24,7 +26,10 @@ export async function statusCommand(argv: string[], _log: Logger, out: Output): 
     affinityChains: t.chains.filter((c) => c.startsWith("affinity-")).length,
     affinitySets: t.sets.length,
   };
-  if (argv.includes("--output=json") || argv.includes("-o=json") || (argv.includes("-o") && argv.includes("json"))) {
+  if (
+    argv.includes("--output=json") || argv.includes("-o=json") ||
+    (argv.includes("-o") && argv.includes("json"))
+  ) {
     await out(JSON.stringify(info) + "\n");
   } else if (!t.exists) {
     await out("kpx has no rules on this node\n");

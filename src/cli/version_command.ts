@@ -3,7 +3,10 @@ import { BUILD_INFO } from "../../wasm/build/build_info.ts";
 import { ABI_VERSION, Planner } from "../planner/mod.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 
-export async function versionCommand(out: (s: string) => Promise<void>, json: boolean): Promise<number> {
+export async function versionCommand(
+  out: (s: string) => Promise<void>,
+  json: boolean,
+): Promise<number> {
   const planner = await Planner.load();
   const info = {
     kpx: denoJson.version,

@@ -1,10 +1,26 @@
 /** kpx's validated configuration: one value built from defaults, a config file and flags. */
 
 export type ProxyMode = "nftables" | "ipvs";
-export type DetectLocalMode = "ClusterCIDR" | "NodeCIDR" | "BridgeInterface" | "InterfaceNamePrefix";
+export type DetectLocalMode =
+  | "ClusterCIDR"
+  | "NodeCIDR"
+  | "BridgeInterface"
+  | "InterfaceNamePrefix";
 export type LogFormat = "logfmt" | "json";
 
-export const IPVS_SCHEDULERS = ["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "sh", "dh", "sed", "nq", "mh"] as const;
+export const IPVS_SCHEDULERS = [
+  "rr",
+  "wrr",
+  "lc",
+  "wlc",
+  "lblc",
+  "lblcr",
+  "sh",
+  "dh",
+  "sed",
+  "nq",
+  "mh",
+] as const;
 export type IPVSScheduler = typeof IPVS_SCHEDULERS[number];
 
 export interface Config {

@@ -8,7 +8,11 @@ export interface ContextNotes {
   notes: string[];
 }
 
-export function planContext(config: Config, nodeName: string, node: NodeSpec | null): PlanContext & ContextNotes {
+export function planContext(
+  config: Config,
+  nodeName: string,
+  node: NodeSpec | null,
+): PlanContext & ContextNotes {
   const notes: string[] = [];
   let localDetection: LocalDetection;
   switch (config.detectLocalMode) {
@@ -17,14 +21,18 @@ export function planContext(config: Config, nodeName: string, node: NodeSpec | n
         ? { mode: "CIDR", cidrs: collapseCIDRs(config.clusterCIDRs) }
         : { mode: "None" };
       if (config.clusterCIDRs.length === 0) {
-        notes.push("clusterCIDR is not set: traffic from outside the cluster to ClusterIPs is not masqueraded");
+        notes.push(
+          "clusterCIDR is not set: traffic from outside the cluster to ClusterIPs is not masqueraded",
+        );
       }
       break;
     case "NodeCIDR":
       localDetection = node && node.podCIDRs.length > 0
         ? { mode: "CIDR", cidrs: collapseCIDRs(node.podCIDRs) }
         : { mode: "None" };
-      if (!node || node.podCIDRs.length === 0) notes.push(`node ${nodeName} has no podCIDRs: no local traffic detection`);
+      if (!node || node.podCIDRs.length === 0) {
+        notes.push(`node ${nodeName} has no podCIDRs: no local traffic detection`);
+      }
       break;
     case "BridgeInterface":
       localDetection = { mode: "BridgeInterface", interfaceName: config.bridgeInterface };
@@ -42,7 +50,9 @@ export function planContext(config: Config, nodeName: string, node: NodeSpec | n
         continue;
       }
       for (const ip of node?.primaryIPs ?? []) out.push(hostCIDR(parseIP(ip)!));
-      if (!node || node.primaryIPs.length === 0) notes.push(`nodePortAddresses "primary": node ${nodeName} has no addresses yet`);
+      if (!node || node.primaryIPs.length === 0) {
+        notes.push(`nodePortAddresses "primary": node ${nodeName} has no addresses yet`);
+      }
     }
     nodePortAddresses = collapseCIDRs(out);
   }

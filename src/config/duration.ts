@@ -1,6 +1,14 @@
 /** Go-style durations ("30s", "1m0s", "1h2m3.5s", "500ms"), as KubeProxyConfiguration writes them. */
 
-const UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60000, h: 3600000 };
+const UNITS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  "µs": 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60000,
+  h: 3600000,
+};
 
 /** Milliseconds, or null if the text is not a duration. */
 export function parseDuration(text: string): number | null {

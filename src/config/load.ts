@@ -55,10 +55,16 @@ export function loadConfig(sources: ConfigSources): LoadedConfig {
     }
     const root = doc as Record<string, unknown>;
     if (root["apiVersion"] !== undefined && root["apiVersion"] !== CONFIG_API_VERSION) {
-      throw new ConfigError(`${path}: apiVersion`, `expected ${CONFIG_API_VERSION}, got ${JSON.stringify(root["apiVersion"])}`);
+      throw new ConfigError(
+        `${path}: apiVersion`,
+        `expected ${CONFIG_API_VERSION}, got ${JSON.stringify(root["apiVersion"])}`,
+      );
     }
     if (root["kind"] !== undefined && root["kind"] !== CONFIG_KIND) {
-      throw new ConfigError(`${path}: kind`, `expected ${CONFIG_KIND}, got ${JSON.stringify(root["kind"])}`);
+      throw new ConfigError(
+        `${path}: kind`,
+        `expected ${CONFIG_KIND}, got ${JSON.stringify(root["kind"])}`,
+      );
     }
     const walk = (o: Record<string, unknown>, prefix: string) => {
       for (const [k, v] of Object.entries(o)) {
@@ -98,15 +104,29 @@ function validate(c: Config): void {
   if (c.syncPeriodMs <= 0) throw new ConfigError("syncPeriod", "must be greater than 0");
   if (c.minSyncPeriodMs < 0) throw new ConfigError("minSyncPeriod", "must not be negative");
   if (c.minSyncPeriodMs > c.syncPeriodMs) {
-    throw new ConfigError("minSyncPeriod", `${c.minSyncPeriodMs}ms is longer than syncPeriod ${c.syncPeriodMs}ms`);
+    throw new ConfigError(
+      "minSyncPeriod",
+      `${c.minSyncPeriodMs}ms is longer than syncPeriod ${c.syncPeriodMs}ms`,
+    );
   }
   if (c.detectLocalMode === "BridgeInterface" && !c.bridgeInterface) {
-    throw new ConfigError("detectLocal.bridgeInterface", "must be set when detectLocalMode is BridgeInterface");
+    throw new ConfigError(
+      "detectLocal.bridgeInterface",
+      "must be set when detectLocalMode is BridgeInterface",
+    );
   }
   if (c.detectLocalMode === "InterfaceNamePrefix" && !c.interfaceNamePrefix) {
-    throw new ConfigError("detectLocal.interfaceNamePrefix", "must be set when detectLocalMode is InterfaceNamePrefix");
+    throw new ConfigError(
+      "detectLocal.interfaceNamePrefix",
+      "must be set when detectLocalMode is InterfaceNamePrefix",
+    );
   }
-  for (const [field, addr] of [["healthzBindAddress", c.healthzBindAddress], ["metricsBindAddress", c.metricsBindAddress]]) {
+  for (
+    const [field, addr] of [["healthzBindAddress", c.healthzBindAddress], [
+      "metricsBindAddress",
+      c.metricsBindAddress,
+    ]]
+  ) {
     if (addr && !/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|[a-zA-Z0-9.-]*):[0-9]{1,5}$/.test(addr!)) {
       throw new ConfigError(field!, `${JSON.stringify(addr)} is not host:port`);
     }

@@ -8,7 +8,13 @@ export {
   type LogFormat,
   type ProxyMode,
 } from "./config.ts";
-export { CONFIG_API_VERSION, CONFIG_KIND, type ConfigSources, loadConfig, type LoadedConfig } from "./load.ts";
+export {
+  CONFIG_API_VERSION,
+  CONFIG_KIND,
+  type ConfigSources,
+  loadConfig,
+  type LoadedConfig,
+} from "./load.ts";
 export { planContext, resolveNodeName } from "./context.ts";
-export { SETTINGS, type Setting } from "./settings.ts";
+export { type Setting, SETTINGS } from "./settings.ts";
 export { formatDuration, parseDuration } from "./duration.ts";

@@ -45,7 +45,11 @@ const lb = (hcPort: number) => ({
 const slice = (nodeName: string) => ({
   apiVersion: "discovery.k8s.io/v1",
   kind: "EndpointSlice",
-  metadata: { name: "web-abc", namespace: "default", labels: { "kubernetes.io/service-name": "web" } },
+  metadata: {
+    name: "web-abc",
+    namespace: "default",
+    labels: { "kubernetes.io/service-name": "web" },
+  },
   addressType: "IPv4",
   ports: [{ name: "http", port: 8080 }],
   endpoints: [{ addresses: ["10.244.0.5"], nodeName, conditions: { ready: true } }],
@@ -56,12 +60,19 @@ async function write(dir: string, name: string, objects: unknown[]): Promise<voi
   await Deno.rename(`${dir}/${name}.tmp`, `${dir}/${name}`);
 }
 
-async function get(port: number, path: string): Promise<{ status: number; body: string; headers: Headers }> {
+async function get(
+  port: number,
+  path: string,
+): Promise<{ status: number; body: string; headers: Headers }> {
   const r = await fetch(`http://127.0.0.1:${port}${path}`);
   return { status: r.status, body: await r.text(), headers: r.headers };
 }
 
-async function until(pred: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+async function until(
+  pred: () => boolean | Promise<boolean>,
+  what: string,
+  ms = 10_000,
+): Promise<void> {
   const end = Date.now() + ms;
   while (!(await pred())) {
     if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
@@ -86,7 +97,14 @@ Deno.test({
       healthzBindAddress: "127.0.0.1:0",
       metricsBindAddress: "127.0.0.1:0",
     };
-    const daemon = new Daemon({ config, nodeName: "node-a", manifests: dir, planner, nft, log: new Logger({ write: () => {} }) });
+    const daemon = new Daemon({
+      config,
+      nodeName: "node-a",
+      manifests: dir,
+      planner,
+      nft,
+      log: new Logger({ write: () => {} }),
+    });
     try {
       const synced = daemon.nextSync();
       await daemon.start();
@@ -96,7 +114,11 @@ Deno.test({
       const h = await get(healthz, "/healthz");
       equal(h.status, 200);
       equal(h.headers.get("content-type"), "application/json");
-      deepEqual(Object.keys(JSON.parse(h.body)).sort(), ["currentTime", "lastUpdated", "nodeEligible"]);
+      deepEqual(Object.keys(JSON.parse(h.body)).sort(), [
+        "currentTime",
+        "lastUpdated",
+        "nodeEligible",
+      ]);
       equal((await get(healthz, "/livez")).status, 200);
       equal((await get(healthz, "/other")).status, 404);
 
@@ -110,12 +132,19 @@ Deno.test({
       // The health check node port: one local ready endpoint.
       const hc = await get(hcPort, "/");
       equal(hc.status, 200);
-      deepEqual(JSON.parse(hc.body), { service: { namespace: "default", name: "web" }, localEndpoints: 1, serviceProxyHealthy: true });
+      deepEqual(JSON.parse(hc.body), {
+        service: { namespace: "default", name: "web" },
+        localEndpoints: 1,
+        serviceProxyHealthy: true,
+      });
       equal(hc.headers.get("x-load-balancing-endpoint-weight"), "1");
 
       // The endpoint moves to another node: 503 with 0 local endpoints.
       await write(dir, "web.yaml", [lb(hcPort), slice("node-b")]);
-      await until(async () => (await get(hcPort, "/")).status === 503, "503 from the health check port");
+      await until(
+        async () => (await get(hcPort, "/")).status === 503,
+        "503 from the health check port",
+      );
       equal(JSON.parse((await get(hcPort, "/")).body).localEndpoints, 0);
 
       // The node is being deleted: /healthz fails (LBs drain it), /livez does not.
@@ -129,9 +158,17 @@ Deno.test({
       // Syncs stall: a change waits more than 2 x syncPeriod -> unhealthy.
       nft.failNextApplies = 1_000_000;
       await write(dir, "web.yaml", [lb(hcPort), slice("node-a")]);
-      await until(async () => (await get(healthz, "/livez")).status === 503, "/livez to fail after the stall", 8000);
+      await until(
+        async () => (await get(healthz, "/livez")).status === 503,
+        "/livez to fail after the stall",
+        8000,
+      );
       nft.failNextApplies = 0;
-      await until(async () => (await get(healthz, "/livez")).status === 200, "/livez to recover", 8000);
+      await until(
+        async () => (await get(healthz, "/livez")).status === 200,
+        "/livez to recover",
+        8000,
+      );
       ok(daemon.metrics.applyFailures.get() > 0);
     } finally {
       await daemon.stop();

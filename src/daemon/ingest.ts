@@ -61,7 +61,9 @@ export class Ingest {
 
   #mark(serviceId: string, o?: Record<string, unknown>): void {
     const at = this.#now();
-    const raw = o ? (meta(o)["annotations"] as Record<string, unknown> | undefined)?.[TRIGGER_TIME] : undefined;
+    const raw = o
+      ? (meta(o)["annotations"] as Record<string, unknown> | undefined)?.[TRIGGER_TIME]
+      : undefined;
     const trig = typeof raw === "string" ? Date.parse(raw) : NaN;
     const prev = this.pending.get(serviceId);
     const next: PendingChange = { receivedAt: prev?.receivedAt ?? at };

@@ -26,7 +26,9 @@ export interface SyncLoopOptions {
 }
 
 export class SyncLoop {
-  #opts: Required<Omit<SyncLoopOptions, "sync" | "clock">> & Pick<SyncLoopOptions, "sync" | "clock">;
+  #opts:
+    & Required<Omit<SyncLoopOptions, "sync" | "clock">>
+    & Pick<SyncLoopOptions, "sync" | "clock">;
   #pending = false;
   #wantFull = true;
   #ready = false;

@@ -9,7 +9,8 @@ export type Fields = Record<string, unknown>;
 
 // Field names that carry credentials, whatever the caller passes in them.
 // Matched on the lowercased name: "bearerToken", "client_key", "password"...
-const SECRET_FIELD = /(token|password|passwd|secret|authorization|bearer|credential|private_?key|api_?key|client_?key)/;
+const SECRET_FIELD =
+  /(token|password|passwd|secret|authorization|bearer|credential|private_?key|api_?key|client_?key)/;
 
 export interface LoggerOptions {
   format?: "logfmt" | "json";
@@ -22,7 +23,11 @@ export interface LoggerOptions {
 }
 
 function logfmtValue(v: unknown): string {
-  const s = typeof v === "string" ? v : v instanceof Error ? v.message : JSON.stringify(v) ?? "null";
+  const s = typeof v === "string"
+    ? v
+    : v instanceof Error
+    ? v.message
+    : JSON.stringify(v) ?? "null";
   return /^[A-Za-z0-9_.:\/@+-]+$/.test(s) ? s : JSON.stringify(s);
 }
 

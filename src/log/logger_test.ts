@@ -3,19 +3,33 @@ import { errorText, Logger } from "./logger.ts";
 
 function capture(format: "logfmt" | "json" = "logfmt", verbosity = 0) {
   const lines: string[] = [];
-  const log = new Logger({ format, verbosity, write: (l) => lines.push(l), now: () => new Date(0) });
+  const log = new Logger({
+    format,
+    verbosity,
+    write: (l) => lines.push(l),
+    now: () => new Date(0),
+  });
   return { lines, log };
 }
 
 Deno.test("Logger writes one logfmt line per event, quoting values with spaces", () => {
   const { lines, log } = capture();
   log.warn("Cannot use Service default/x: bad port", { object: "Service default/x", count: 2 });
-  deepEqual(lines, ['ts=1970-01-01T00:00:00.000Z level=warn msg="Cannot use Service default/x: bad port" object="Service default/x" count=2']);
+  deepEqual(lines, [
+    'ts=1970-01-01T00:00:00.000Z level=warn msg="Cannot use Service default/x: bad port" object="Service default/x" count=2',
+  ]);
 });
 
 Deno.test("Logger never writes credentials, whatever field they come in", () => {
   const { lines, log } = capture("json");
-  log.info("connecting", { token: "abc", bearerToken: "def", client_key: "ghi", password: "x", sysctl: "net.netfilter.nf_conntrack_max", key: "net.x" });
+  log.info("connecting", {
+    token: "abc",
+    bearerToken: "def",
+    client_key: "ghi",
+    password: "x",
+    sysctl: "net.netfilter.nf_conntrack_max",
+    key: "net.x",
+  });
   const o = JSON.parse(lines[0]!);
   for (const f of ["token", "bearerToken", "client_key", "password"]) equal(o[f], "[redacted]", f);
   equal(o.sysctl, "net.netfilter.nf_conntrack_max");

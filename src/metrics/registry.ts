@@ -79,10 +79,14 @@ export class Histogram extends Metric {
   }
   render(): string[] {
     const out: string[] = [];
-    const series = this.#series.size ? this.#series : new Map([["", { buckets: this.bounds.map(() => 0), sum: 0, count: 0 }]]);
+    const series = this.#series.size
+      ? this.#series
+      : new Map([["", { buckets: this.bounds.map(() => 0), sum: 0, count: 0 }]]);
     for (const [k, s] of series) {
       const lab = (extra: string) => `{${[k, extra].filter(Boolean).join(",")}}`;
-      this.bounds.forEach((b, i) => out.push(`${this.name}_bucket${lab(`le="${fmt(b)}"`)} ${s.buckets[i]}`));
+      this.bounds.forEach((b, i) =>
+        out.push(`${this.name}_bucket${lab(`le="${fmt(b)}"`)} ${s.buckets[i]}`)
+      );
       out.push(`${this.name}_bucket${lab('le="+Inf"')} ${s.count}`);
       out.push(`${this.name}_sum${k ? `{${k}}` : ""} ${fmt(s.sum)}`);
       out.push(`${this.name}_count${k ? `{${k}}` : ""} ${s.count}`);
@@ -103,7 +107,9 @@ export class Registry {
     return this.#add(new Histogram(name, help, bounds));
   }
   #add<T extends Metric>(m: T): T {
-    if (this.#metrics.some((x) => x.name === m.name)) throw new Error(`Cannot register metric ${m.name}: already registered`);
+    if (this.#metrics.some((x) => x.name === m.name)) {
+      throw new Error(`Cannot register metric ${m.name}: already registered`);
+    }
     this.#metrics.push(m);
     return m;
   }

@@ -1,5 +1,11 @@
 export { Planner, PlannerError } from "./planner.ts";
-export { ABI_VERSION, type EncodedChange, type EncodedService, encodeService, type ServiceChange } from "./encode.ts";
+export {
+  ABI_VERSION,
+  type EncodedChange,
+  type EncodedService,
+  encodeService,
+  type ServiceChange,
+} from "./encode.ts";
 export {
   EMPTY_INVENTORY,
   type Inventory,

@@ -92,10 +92,12 @@ export class Planner {
   }
 
   #instantiate(onAbort: (msg: string) => void): PlannerExports {
-    let memory: WebAssembly.Memory | undefined;
+    // The memory is known only once the instance exists; abort() reads it then.
+    const mem: { memory?: WebAssembly.Memory } = {};
     const instance = new WebAssembly.Instance(this.#module, {
       env: {
         abort(msg: number, file: number, line: number, col: number) {
+          const memory = mem.memory;
           const text = memory
             ? `${readASString(memory, msg)} (${readASString(memory, file)}:${line}:${col})`
             : "abort";
@@ -105,7 +107,7 @@ export class Planner {
       },
     });
     const ex = instance.exports as unknown as PlannerExports;
-    memory = ex.memory;
+    mem.memory = ex.memory;
     return ex;
   }
 

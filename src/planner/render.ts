@@ -35,7 +35,11 @@ export function renderExpr(e: J): string {
     case "prefix":
       return `${o["addr"]}/${o["len"]}`;
     case "set":
-      return `{ ${(v as J[]).map((x) => Array.isArray(x) ? `${renderExpr(x[0])} : ${renderStmt(x[1])}` : renderExpr(x)).join(", ")} }`;
+      return `{ ${
+        (v as J[]).map((x) =>
+          Array.isArray(x) ? `${renderExpr(x[0])} : ${renderStmt(x[1])}` : renderExpr(x)
+        ).join(", ")
+      } }`;
     case "&":
     case "|":
     case "^":
@@ -73,7 +77,9 @@ export function renderStmt(s: J): string {
       return o["type"] === "tcp reset" ? "reject with tcp reset" : "reject";
     case "dnat":
     case "snat":
-      return `${k} ${o["family"] ? `${o["family"]} ` : ""}to ${renderExpr(o["addr"])}${o["port"] !== undefined ? ` : ${renderExpr(o["port"])}` : ""}`;
+      return `${k} ${o["family"] ? `${o["family"]} ` : ""}to ${renderExpr(o["addr"])}${
+        o["port"] !== undefined ? ` : ${renderExpr(o["port"])}` : ""
+      }`;
     case "masquerade":
       return `masquerade${o["flags"] ? ` ${[o["flags"]].flat().join(",")}` : ""}`;
     case "mangle":
@@ -93,7 +99,9 @@ function renderObject(verb: string, kind: string, o: O): string {
       return `${verb} table ${where}`;
     case "chain": {
       if (verb !== "add" || !o["hook"]) return `${verb} chain ${where}`;
-      return `${verb} chain ${where} { type ${o["type"]} hook ${o["hook"]} priority ${o["prio"]}; policy ${o["policy"]}; }`;
+      return `${verb} chain ${where} { type ${o["type"]} hook ${o["hook"]} priority ${
+        o["prio"]
+      }; policy ${o["policy"]}; }`;
     }
     case "set":
     case "map": {
@@ -105,10 +113,19 @@ function renderObject(verb: string, kind: string, o: O): string {
       return `${verb} ${kind} ${where} { type ${type}${data}${flags}${timeout}; }`;
     }
     case "rule":
-      return `${verb} rule inet ${o["table"]} ${o["chain"]} ${(o["expr"] as J[]).map(renderStmt).join(" ")}`;
+      return `${verb} rule inet ${o["table"]} ${o["chain"]} ${
+        (o["expr"] as J[]).map(renderStmt).join(" ")
+      }`;
     case "element": {
       const elems = (o["elem"] as J[]).map((e) =>
-        Array.isArray(e) ? `${renderExpr(e[0])} : ${renderStmt(isO(e[1]) ? e[1] : { match: { op: "==", left: e[1], right: "" } }).replace(/ $/, "")}` : renderExpr(e)
+        Array.isArray(e)
+          ? `${renderExpr(e[0])} : ${
+            renderStmt(isO(e[1]) ? e[1] : { match: { op: "==", left: e[1], right: "" } }).replace(
+              / $/,
+              "",
+            )
+          }`
+          : renderExpr(e)
       );
       return `${verb} element ${where} {\n  ${elems.join(",\n  ")}\n}`;
     }

@@ -6,7 +6,12 @@
  * the session as it was and the caller asks for a full plan.
  */
 import type { ClusterState, Service } from "../state/mod.ts";
-import { type EncodedChange, type EncodedService, encodeService, type ServiceChange } from "./encode.ts";
+import {
+  type EncodedChange,
+  type EncodedService,
+  encodeService,
+  type ServiceChange,
+} from "./encode.ts";
 import { nextInventory } from "./inventory.ts";
 import type { Planner } from "./planner.ts";
 import { EMPTY_INVENTORY, type Inventory, type PlanContext, type PlanOutput } from "./types.ts";
@@ -115,7 +120,11 @@ export class PlanSession {
   }
 
   /** services: objects (encoded here, one at a time) or bytes (a restore). */
-  #fullPlan(services: Iterable<Service | [string, EncodedService]>, ctx: PlanContext, generation: number): PendingPlan {
+  #fullPlan(
+    services: Iterable<Service | [string, EncodedService]>,
+    ctx: PlanContext,
+    generation: number,
+  ): PendingPlan {
     const ctxKey = JSON.stringify(ctx);
     const applied = new Map<string, EncodedService>();
     const appliedUDP = new Map<string, Service>();
@@ -163,12 +172,20 @@ export class PlanSession {
     this.#inventory = inventory;
     const generation = (this.#generation % 0xffffffff) + 1;
     // The UDP objects stay as they are: the restored state is the applied one.
-    const restore = this.#fullPlan([...this.#applied], JSON.parse(this.#context) as PlanContext, generation);
+    const restore = this.#fullPlan(
+      [...this.#applied],
+      JSON.parse(this.#context) as PlanContext,
+      generation,
+    );
     const udp = this.#appliedUDP;
-    return { ...restore, changes: () => [], commit: () => {
-      restore.commit();
-      this.#appliedUDP = udp;
-    } };
+    return {
+      ...restore,
+      changes: () => [],
+      commit: () => {
+        restore.commit();
+        this.#appliedUDP = udp;
+      },
+    };
   }
 
   /** Takes over the kernel's generation counter (after a restart), so generations keep rising. */

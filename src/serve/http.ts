@@ -18,10 +18,15 @@ export function listen(bind: string, handler: Handler, onError: (e: Error) => vo
   const { hostname, port } = parseBindAddress(bind);
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
-    server = Deno.serve({ hostname, port, onListen: () => {}, onError: (e) => {
-      onError(e as Error);
-      return new Response("internal error", { status: 500 });
-    } }, handler);
+    server = Deno.serve({
+      hostname,
+      port,
+      onListen: () => {},
+      onError: (e) => {
+        onError(e as Error);
+        return new Response("internal error", { status: 500 });
+      },
+    }, handler);
   } catch (e) {
     throw new Error(`Cannot listen on ${bind}: ${(e as Error).message}`, { cause: e });
   }
@@ -33,9 +38,17 @@ export function listen(bind: string, handler: Handler, onError: (e: Error) => vo
   };
 }
 
-export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+export function json(
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Response {
   return new Response(JSON.stringify(body), {
     status,
-    headers: { "Content-Type": "application/json", "X-Content-Type-Options": "nosniff", ...headers },
+    headers: {
+      "Content-Type": "application/json",
+      "X-Content-Type-Options": "nosniff",
+      ...headers,
+    },
   });
 }

@@ -36,7 +36,9 @@ export class ProxyHealth {
   /** A sync programmed everything queued before it started. */
   updated(syncStartedAt: number): void {
     this.#lastUpdated = this.#now();
-    if (this.#oldestQueued !== undefined && this.#oldestQueued <= syncStartedAt) this.#oldestQueued = undefined;
+    if (this.#oldestQueued !== undefined && this.#oldestQueued <= syncStartedAt) {
+      this.#oldestQueued = undefined;
+    }
   }
 
   status(): HealthStatus {

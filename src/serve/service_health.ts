@@ -21,7 +21,9 @@ export class ServiceHealthServers {
   #onError: (e: Error) => void;
 
   /** hosts: addresses to listen on ("0.0.0.0" and "::" for all). */
-  constructor(opts: { hosts?: string[]; proxyHealthy: () => boolean; onError: (e: Error) => void }) {
+  constructor(
+    opts: { hosts?: string[]; proxyHealthy: () => boolean; onError: (e: Error) => void },
+  ) {
     this.#hosts = opts.hosts ?? ["[::]"];
     this.#proxyHealthy = opts.proxyHealthy;
     this.#onError = opts.onError;
@@ -48,10 +50,19 @@ export class ServiceHealthServers {
       }
       const current = { service: svc };
       try {
-        const server = listen(`${this.#hosts[0]}:${port}`, () => this.#answer(current.service), this.#onError);
+        const server = listen(
+          `${this.#hosts[0]}:${port}`,
+          () => this.#answer(current.service),
+          this.#onError,
+        );
         this.#servers.set(port, { server, current });
       } catch (e) {
-        this.#onError(new Error(`Cannot serve the health check of ${svc.namespace}/${svc.name} on port ${port}`, { cause: e }));
+        this.#onError(
+          new Error(
+            `Cannot serve the health check of ${svc.namespace}/${svc.name} on port ${port}`,
+            { cause: e },
+          ),
+        );
       }
     }
   }

@@ -18,7 +18,8 @@ import type { SourceHandlers, SourceKind } from "./manifest_dir.ts";
 
 /** kube-proxy's selectors: services of another proxy, and headless services' slices, are not ours. */
 export const SERVICE_SELECTOR = "!service.kubernetes.io/service-proxy-name";
-export const SLICE_SELECTOR = "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless";
+export const SLICE_SELECTOR =
+  "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless";
 const PAGE_SIZE = 500;
 const BACKOFF_START_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
@@ -38,7 +39,8 @@ function pick(o: unknown, keys: readonly string[]): Json | undefined {
 const TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time";
 
 function slimMeta(m: unknown): Json {
-  const meta = pick(m, ["name", "namespace", "resourceVersion", "labels", "deletionTimestamp"]) ?? {};
+  const meta = pick(m, ["name", "namespace", "resourceVersion", "labels", "deletionTimestamp"]) ??
+    {};
   const ann = (m as Json | undefined)?.["annotations"] as Json | undefined;
   if (ann?.[TRIGGER_TIME]) meta["annotations"] = { [TRIGGER_TIME]: ann[TRIGGER_TIME] };
   return meta;
@@ -62,13 +64,18 @@ export function slim(kind: SourceKind, o: unknown): Json {
       "loadBalancerSourceRanges",
       "healthCheckNodePort",
     ]);
-    const lb = ((src["status"] as Json | undefined)?.["loadBalancer"] as Json | undefined)?.["ingress"];
-    if (Array.isArray(lb)) out["status"] = { loadBalancer: { ingress: lb.map((i) => pick(i, ["ip", "ipMode"])) } };
+    const lb = ((src["status"] as Json | undefined)?.["loadBalancer"] as Json | undefined)
+      ?.["ingress"];
+    if (Array.isArray(lb)) {
+      out["status"] = { loadBalancer: { ingress: lb.map((i) => pick(i, ["ip", "ipMode"])) } };
+    }
   } else if (kind === "EndpointSlice") {
     out["addressType"] = src["addressType"];
     out["ports"] = src["ports"];
     out["endpoints"] = Array.isArray(src["endpoints"])
-      ? (src["endpoints"] as unknown[]).map((e) => pick(e, ["addresses", "conditions", "nodeName", "zone", "hints"]))
+      ? (src["endpoints"] as unknown[]).map((e) =>
+        pick(e, ["addresses", "conditions", "nodeName", "zone", "hints"])
+      )
       : [];
   } else {
     out["spec"] = pick(src["spec"], ["podCIDR", "podCIDRs", "taints"]);
@@ -97,7 +104,9 @@ interface Resource {
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
-  list: (cont: string | undefined) => Promise<{ items: unknown[]; metadata?: { resourceVersion?: string; _continue?: string } }>;
+  list: (
+    cont: string | undefined,
+  ) => Promise<{ items: unknown[]; metadata?: { resourceVersion?: string; _continue?: string } }>;
 }
 
 export function loadKubeConfig(opts: { kubeconfig?: string; master?: string }): k8s.KubeConfig {
@@ -106,15 +115,26 @@ export function loadKubeConfig(opts: { kubeconfig?: string; master?: string }): 
     if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
     else kc.loadFromCluster();
   } catch (e) {
-    throw new Error(`Cannot load the kubeconfig${opts.kubeconfig ? ` ${opts.kubeconfig}` : " (in-cluster)"}: ${(e as Error).message}`, { cause: e });
+    throw new Error(
+      `Cannot load the kubeconfig${opts.kubeconfig ? ` ${opts.kubeconfig}` : " (in-cluster)"}: ${
+        (e as Error).message
+      }`,
+      { cause: e },
+    );
   }
   if (opts.master) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error("Cannot use --master: the kubeconfig has no current cluster");
-    kc.clusters = kc.clusters.map((c) => c.name === cluster.name ? { ...c, server: opts.master! } : c);
+    kc.clusters = kc.clusters.map((c) =>
+      c.name === cluster.name ? { ...c, server: opts.master! } : c
+    );
   }
   if (!kc.getCurrentCluster()) {
-    throw new Error(`Cannot use the kubeconfig${opts.kubeconfig ? ` ${opts.kubeconfig}` : ""}: no current cluster`);
+    throw new Error(
+      `Cannot use the kubeconfig${
+        opts.kubeconfig ? ` ${opts.kubeconfig}` : ""
+      }: no current cluster`,
+    );
   }
   return kc;
 }
@@ -151,30 +171,55 @@ export class ApiSource {
         kind: "Service",
         path: "/api/v1/services",
         labelSelector: SERVICE_SELECTOR,
-        list: (cont) => core.listServiceForAllNamespaces({ labelSelector: SERVICE_SELECTOR, limit: PAGE_SIZE, ...(cont ? { _continue: cont } : {}) }),
+        list: (cont) =>
+          core.listServiceForAllNamespaces({
+            labelSelector: SERVICE_SELECTOR,
+            limit: PAGE_SIZE,
+            ...(cont ? { _continue: cont } : {}),
+          }),
       },
       {
         kind: "EndpointSlice",
         path: "/apis/discovery.k8s.io/v1/endpointslices",
         labelSelector: SLICE_SELECTOR,
-        list: (cont) => discovery.listEndpointSliceForAllNamespaces({ labelSelector: SLICE_SELECTOR, limit: PAGE_SIZE, ...(cont ? { _continue: cont } : {}) }),
+        list: (cont) =>
+          discovery.listEndpointSliceForAllNamespaces({
+            labelSelector: SLICE_SELECTOR,
+            limit: PAGE_SIZE,
+            ...(cont ? { _continue: cont } : {}),
+          }),
       },
       {
         kind: "Node",
         path: "/api/v1/nodes",
         fieldSelector: `metadata.name=${this.#opts.nodeName}`,
-        list: (cont) => core.listNode({ fieldSelector: `metadata.name=${this.#opts.nodeName}`, limit: PAGE_SIZE, ...(cont ? { _continue: cont } : {}) }),
+        list: (cont) =>
+          core.listNode({
+            fieldSelector: `metadata.name=${this.#opts.nodeName}`,
+            limit: PAGE_SIZE,
+            ...(cont ? { _continue: cont } : {}),
+          }),
       },
     ];
     for (const res of resources) {
       const entry = { res, synced: false, backoff: BACKOFF_START_MS } as InformerEntry;
       // The watch client ListWatch uses: asks for bookmarks and slims objects.
       const watch = {
-        watch: (path: string, query: Record<string, unknown>, cb: (phase: string, o: unknown, w: unknown) => void, done: (err: unknown) => void) =>
-          realWatch.watch(path, { ...query, allowWatchBookmarks: true }, (phase: string, o: unknown, w: unknown) => {
-            if (phase === "BOOKMARK" || phase === "ERROR") cb(phase, o, w);
-            else cb(phase, slim(res.kind, o), w);
-          }, done),
+        watch: (
+          path: string,
+          query: Record<string, unknown>,
+          cb: (phase: string, o: unknown, w: unknown) => void,
+          done: (err: unknown) => void,
+        ) =>
+          realWatch.watch(
+            path,
+            { ...query, allowWatchBookmarks: true },
+            (phase: string, o: unknown, w: unknown) => {
+              if (phase === "BOOKMARK" || phase === "ERROR") cb(phase, o, w);
+              else cb(phase, slim(res.kind, o), w);
+            },
+            done,
+          ),
       } as unknown as k8s.Watch;
       const listFn = async () => {
         // Paginated: one page in memory at a time, slimmed before keeping it.
@@ -188,9 +233,21 @@ export class ApiSource {
           cont = page.metadata?._continue || undefined;
         } while (cont);
         this.#listed(entry);
-        return { apiVersion: "v1", kind: "List", items, metadata: { resourceVersion: rv } } as unknown as k8s.KubernetesListObject<k8s.KubernetesObject>;
+        return {
+          apiVersion: "v1",
+          kind: "List",
+          items,
+          metadata: { resourceVersion: rv },
+        } as unknown as k8s.KubernetesListObject<k8s.KubernetesObject>;
       };
-      const lw = new k8s.ListWatch<k8s.KubernetesObject>(res.path, watch, listFn, false, res.labelSelector, res.fieldSelector);
+      const lw = new k8s.ListWatch<k8s.KubernetesObject>(
+        res.path,
+        watch,
+        listFn,
+        false,
+        res.labelSelector,
+        res.fieldSelector,
+      );
       entry.lw = lw;
       lw.on("add", (o) => this.#opts.handlers.event(res.kind, "upsert", o as unknown as Json));
       lw.on("update", (o) => this.#opts.handlers.event(res.kind, "upsert", o as unknown as Json));
@@ -222,8 +279,15 @@ export class ApiSource {
 
   #failed(e: InformerEntry, err: unknown): void {
     if (this.#stopped) return;
-    const error = err instanceof Error ? err : new Error(String((err as { message?: string })?.message ?? err));
-    this.#opts.handlers.error(new Error(`Cannot watch ${e.res.kind}s (retrying in ${e.backoff / 1000} s): ${error.message}`, { cause: err }));
+    const error = err instanceof Error
+      ? err
+      : new Error(String((err as { message?: string })?.message ?? err));
+    this.#opts.handlers.error(
+      new Error(
+        `Cannot watch ${e.res.kind}s (retrying in ${e.backoff / 1000} s): ${error.message}`,
+        { cause: err },
+      ),
+    );
     clearTimeout(e.timer);
     e.timer = setTimeout(() => this.#start(e), e.backoff);
     e.backoff = Math.min(e.backoff * 2, BACKOFF_MAX_MS);

@@ -37,7 +37,9 @@ export function chooseNode(objects: readonly ManifestObject[], nodeName: string)
   if (names.length === 1) return names[0]!;
   if (names.length > 1) {
     throw new Error(
-      `Cannot tell which node to plan for: the manifests hold ${names.length} Nodes (${names.join(", ")}); pass --hostname-override`,
+      `Cannot tell which node to plan for: the manifests hold ${names.length} Nodes (${
+        names.join(", ")
+      }); pass --hostname-override`,
     );
   }
   return "";
@@ -68,10 +70,19 @@ export function feedState(objects: readonly ManifestObject[], nodeName: string):
         }
       } else if (isKind(o, "ServiceCIDR", ["networking.k8s.io/v1", "networking.k8s.io/v1beta1"])) {
         const spec = (o.object["spec"] ?? {}) as Record<string, unknown>;
-        const name = String((o.object["metadata"] as Record<string, unknown> | undefined)?.["name"] ?? "");
+        const name = String(
+          (o.object["metadata"] as Record<string, unknown> | undefined)?.["name"] ?? "",
+        );
         for (const c of Array.isArray(spec["cidrs"]) ? spec["cidrs"] : []) {
           const parsed = parseCIDR(String(c));
-          if (!parsed) throw new InvalidObjectError("ServiceCIDR", "", name, `${JSON.stringify(c)} is not a CIDR`);
+          if (!parsed) {
+            throw new InvalidObjectError(
+              "ServiceCIDR",
+              "",
+              name,
+              `${JSON.stringify(c)} is not a CIDR`,
+            );
+          }
           fed.serviceCIDRs.push(parsed.text);
         }
       } else {

@@ -51,7 +51,10 @@ export class ManifestDirSource {
   /** file -> key -> content hash of the objects it contributes */
   #files = new Map<string, Map<string, string>>();
   /** key -> what was delivered: its hash, kind and metadata (enough to delete it) */
-  #delivered = new Map<string, { hash: string; kind: SourceKind; metadata: unknown; file: string }>();
+  #delivered = new Map<
+    string,
+    { hash: string; kind: SourceKind; metadata: unknown; file: string }
+  >();
   #watcher: Deno.FsWatcher | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Files changed since the last read; null: read the whole directory. */
@@ -86,7 +89,9 @@ export class ManifestDirSource {
     // overflow of events) makes the next read a full one. Temporary files of
     // atomic writes (x.yaml.tmp-...) are not manifests.
     const manifest = (p: string) => EXTENSIONS.some((x) => p.endsWith(x));
-    if (this.#dirty && ev.kind !== "other" && ev.paths.every((p) => manifest(p) || p.includes(".tmp"))) {
+    if (
+      this.#dirty && ev.kind !== "other" && ev.paths.every((p) => manifest(p) || p.includes(".tmp"))
+    ) {
       for (const p of ev.paths) if (manifest(p)) this.#dirty.add(p);
     } else {
       this.#dirty = null;

@@ -23,7 +23,8 @@ Deno.test("ManifestDirSource delivers the directory, then only what each file ch
     debounceMs: 20,
     log: new Logger({ write: (l) => warnings.push(l) }),
     handlers: {
-      event: (kind, type, o) => events.push(`${type} ${kind} ${(o["metadata"] as { name: string }).name}`),
+      event: (kind, type, o) =>
+        events.push(`${type} ${kind} ${(o["metadata"] as { name: string }).name}`),
       synced: () => synced = true,
       error: (e) => {
         throw e;
@@ -31,8 +32,19 @@ Deno.test("ManifestDirSource delivers the directory, then only what each file ch
     },
   });
   try {
-    await Deno.writeTextFile(`${dir}/a.yaml`, svc("a", "10.96.0.1") + "---\n" + svc("b", "10.96.0.2"));
-    await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify({ apiVersion: "v1", kind: "Service", metadata: { name: "c" }, spec: { clusterIP: "10.96.0.3", ports: [{ port: 80 }] } }));
+    await Deno.writeTextFile(
+      `${dir}/a.yaml`,
+      svc("a", "10.96.0.1") + "---\n" + svc("b", "10.96.0.2"),
+    );
+    await Deno.writeTextFile(
+      `${dir}/c.json`,
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: "c" },
+        spec: { clusterIP: "10.96.0.3", ports: [{ port: 80 }] },
+      }),
+    );
     await Deno.writeTextFile(`${dir}/notes.txt`, "not a manifest");
     await src.start();
     ok(synced);
@@ -44,8 +56,14 @@ Deno.test("ManifestDirSource delivers the directory, then only what each file ch
     deepEqual(events.sort(), ["delete Service b", "upsert Service a"], "only the changed objects");
 
     events.length = 0;
-    await Deno.writeTextFile(`${dir}/a.yaml`, "apiVersion: v1\nkind: Service\nmetadata: {name: a\n");
-    await until(() => warnings.some((w) => w.includes("keeping its last readable contents")), "the warning");
+    await Deno.writeTextFile(
+      `${dir}/a.yaml`,
+      "apiVersion: v1\nkind: Service\nmetadata: {name: a\n",
+    );
+    await until(
+      () => warnings.some((w) => w.includes("keeping its last readable contents")),
+      "the warning",
+    );
     equal(events.length, 0, "a half-written file changes nothing");
 
     await Deno.remove(`${dir}/c.json`);

@@ -27,7 +27,9 @@ export function parseEndpointSlice(o: unknown): EndpointSliceResult {
     throw new InvalidObjectError("EndpointSlice", namespace, name || "<unnamed>", reason);
   };
   if (!name) fail("metadata.name is missing");
-  if (!DNS1123_LABEL.test(namespace)) fail(`metadata.namespace ${JSON.stringify(namespace)} is not a DNS-1123 label`);
+  if (!DNS1123_LABEL.test(namespace)) {
+    fail(`metadata.namespace ${JSON.stringify(namespace)} is not a DNS-1123 label`);
+  }
   const root = obj(o);
   const lbls = labels(obj(root["metadata"]));
   const service = lbls[SERVICE_NAME_LABEL];
@@ -49,7 +51,9 @@ export function parseEndpointSlice(o: unknown): EndpointSliceResult {
     // A nil port means "no port": that port gets no endpoints from this slice.
     if (p["port"] === undefined || p["port"] === null) continue;
     const port = intIn(p["port"], 1, 65535);
-    if (port === undefined) return fail(`ports[${i}]: port ${JSON.stringify(p["port"])} is out of range 1-65535`);
+    if (port === undefined) {
+      return fail(`ports[${i}]: port ${JSON.stringify(p["port"])} is out of range 1-65535`);
+    }
     ports.push({ name: str(p["name"]) ?? "", protocol, port });
   }
 
@@ -61,12 +65,16 @@ export function parseEndpointSlice(o: unknown): EndpointSliceResult {
     // kube-proxy uses the first address only (the API allows exactly one).
     const ip = parseIP(String(addrs[0]));
     if (!ip) return fail(`endpoints[${i}]: ${JSON.stringify(addrs[0])} is not an IP address`);
-    if (ip.family !== family) return fail(`endpoints[${i}]: ${ip.text} is not an ${addressType} address`);
+    if (ip.family !== family) {
+      return fail(`endpoints[${i}]: ${ip.text} is not an ${addressType} address`);
+    }
     const c = obj(e["conditions"]);
     // API semantics: ready and serving unset mean "unknown, assume true";
     // terminating unset means false.
     const ready = c["ready"] !== false;
-    const serving = c["serving"] === undefined || c["serving"] === null ? ready : c["serving"] !== false;
+    const serving = c["serving"] === undefined || c["serving"] === null
+      ? ready
+      : c["serving"] !== false;
     const hints = obj(e["hints"]);
     endpoints.push({
       address: ip.text,
@@ -92,4 +100,3 @@ export function parseEndpointSlice(o: unknown): EndpointSliceResult {
     },
   };
 }
-

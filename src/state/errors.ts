@@ -16,6 +16,8 @@ export class InvalidObjectError extends Error {
 export class ConflictError extends Error {
   override name = "ConflictError";
   constructor(readonly serviceId: string, readonly ownerId: string, readonly destination: string) {
-    super(`Cannot program Service ${serviceId}: ${destination} is already used by Service ${ownerId}`);
+    super(
+      `Cannot program Service ${serviceId}: ${destination} is already used by Service ${ownerId}`,
+    );
   }
 }

@@ -11,7 +11,19 @@ Deno.test("parseIP() canonicalises IPv6 per RFC 5952", () => {
 });
 
 Deno.test("parseIP() rejects malformed addresses", () => {
-  for (const bad of ["", "1.2.3", "1.2.3.256", "01.2.3.4", "1::2::3", "1:2:3:4:5:6:7:8:9", "abc", "fe80::1%eth0", "1.2.3.4/32"]) {
+  for (
+    const bad of [
+      "",
+      "1.2.3",
+      "1.2.3.256",
+      "01.2.3.4",
+      "1::2::3",
+      "1:2:3:4:5:6:7:8:9",
+      "abc",
+      "fe80::1%eth0",
+      "1.2.3.4/32",
+    ]
+  ) {
     assertEquals(parseIP(bad), null, bad);
   }
 });

@@ -48,5 +48,13 @@ export function parseNode(o: unknown): NodeSpec {
   // (kube-proxy checks the same deletion timestamp and autoscaler taint).
   const taints = list(spec["taints"]).map((t) => str(obj(t)["key"]));
   const deleting = !!meta["deletionTimestamp"] || taints.includes("ToBeDeletedByClusterAutoscaler");
-  return { name, zone: lbls[ZONE_LABEL] ?? "", addresses, primaryIPs, podCIDRs, labels: lbls, deleting };
+  return {
+    name,
+    zone: lbls[ZONE_LABEL] ?? "",
+    addresses,
+    primaryIPs,
+    podCIDRs,
+    labels: lbls,
+    deleting,
+  };
 }

@@ -2,7 +2,7 @@
 import { InvalidObjectError } from "./errors.ts";
 import { parseCIDR, parseIP } from "./ip.ts";
 import type { Protocol, ServicePortSpec, ServiceSpec } from "./types.ts";
-import { intIn, labels, list, obj, type Obj, str } from "./_object.ts";
+import { intIn, labels, list, type Obj, obj, str } from "./_object.ts";
 
 /** Services with this label belong to another proxy; kube-proxy ignores them. */
 export const SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name";
@@ -43,8 +43,12 @@ export function parseService(o: unknown): ServiceResult {
   if (!name) fail("metadata.name is missing");
   // Names end up in nftables chain names (inside JSON strings); the API server
   // enforces these formats, manifests on disk may not.
-  if (!DNS1035_LABEL.test(name)) fail(`metadata.name ${JSON.stringify(name)} is not a DNS-1035 label`);
-  if (!DNS1123_LABEL.test(namespace)) fail(`metadata.namespace ${JSON.stringify(namespace)} is not a DNS-1123 label`);
+  if (!DNS1035_LABEL.test(name)) {
+    fail(`metadata.name ${JSON.stringify(name)} is not a DNS-1035 label`);
+  }
+  if (!DNS1123_LABEL.test(namespace)) {
+    fail(`metadata.namespace ${JSON.stringify(namespace)} is not a DNS-1123 label`);
+  }
   const meta = obj(obj(o)["metadata"]);
   if (SERVICE_PROXY_NAME_LABEL in labels(meta)) {
     return { kind: "ignored", reason: `labelled ${SERVICE_PROXY_NAME_LABEL}` };
@@ -52,7 +56,9 @@ export function parseService(o: unknown): ServiceResult {
   const spec: Obj = obj(obj(o)["spec"]);
   const type = str(spec["type"]) ?? "ClusterIP";
   if (type === "ExternalName") return { kind: "ignored", reason: "type ExternalName" };
-  if (!["ClusterIP", "NodePort", "LoadBalancer"].includes(type)) fail(`unknown type ${JSON.stringify(type)}`);
+  if (!["ClusterIP", "NodePort", "LoadBalancer"].includes(type)) {
+    fail(`unknown type ${JSON.stringify(type)}`);
+  }
 
   const rawIPs = list(spec["clusterIPs"]).length > 0
     ? list(spec["clusterIPs"])
@@ -108,10 +114,16 @@ export function parseService(o: unknown): ServiceResult {
     const protocol = parseProtocol(p["protocol"]);
     if (!protocol) return fail(`${where}: unknown protocol ${JSON.stringify(p["protocol"])}`);
     const port = intIn(p["port"], 1, 65535);
-    if (port === undefined) return fail(`${where}: port ${JSON.stringify(p["port"])} is out of range 1-65535`);
+    if (port === undefined) {
+      return fail(`${where}: port ${JSON.stringify(p["port"])} is out of range 1-65535`);
+    }
     const nodePortRaw = p["nodePort"];
-    const nodePort = nodePortRaw === undefined || nodePortRaw === null ? 0 : intIn(nodePortRaw, 0, 65535);
-    if (nodePort === undefined) return fail(`${where}: nodePort ${JSON.stringify(nodePortRaw)} is out of range`);
+    const nodePort = nodePortRaw === undefined || nodePortRaw === null
+      ? 0
+      : intIn(nodePortRaw, 0, 65535);
+    if (nodePort === undefined) {
+      return fail(`${where}: nodePort ${JSON.stringify(nodePortRaw)} is out of range`);
+    }
     const portName = str(p["name"]) ?? "";
     if (portName !== "" && !IANA_SVC_NAME.test(portName)) {
       fail(`${where}: name ${JSON.stringify(portName)} is not a valid port name`);
@@ -133,23 +145,37 @@ export function parseService(o: unknown): ServiceResult {
   // kube-proxy's ExternallyAccessible: only then does the external policy apply.
   const externallyAccessible = type !== "ClusterIP" || externalIPs.length > 0;
   const etp = str(spec["externalTrafficPolicy"]) ?? "Cluster";
-  if (!["Cluster", "Local"].includes(etp)) fail(`unknown externalTrafficPolicy ${JSON.stringify(etp)}`);
+  if (!["Cluster", "Local"].includes(etp)) {
+    fail(`unknown externalTrafficPolicy ${JSON.stringify(etp)}`);
+  }
   const itp = str(spec["internalTrafficPolicy"]) ?? "Cluster";
-  if (!["Cluster", "Local"].includes(itp)) fail(`unknown internalTrafficPolicy ${JSON.stringify(itp)}`);
+  if (!["Cluster", "Local"].includes(itp)) {
+    fail(`unknown internalTrafficPolicy ${JSON.stringify(itp)}`);
+  }
 
   let affinitySeconds = 0;
   const affinity = str(spec["sessionAffinity"]) ?? "None";
   if (affinity === "ClientIP") {
     const raw = obj(obj(spec["sessionAffinityConfig"])["clientIP"])["timeoutSeconds"];
-    const t = raw === undefined || raw === null ? DEFAULT_AFFINITY_SECONDS : intIn(raw, 1, MAX_AFFINITY_SECONDS);
-    if (t === undefined) return fail(`sessionAffinityConfig.clientIP.timeoutSeconds ${JSON.stringify(raw)} is out of range 1-86400`);
+    const t = raw === undefined || raw === null
+      ? DEFAULT_AFFINITY_SECONDS
+      : intIn(raw, 1, MAX_AFFINITY_SECONDS);
+    if (t === undefined) {
+      return fail(
+        `sessionAffinityConfig.clientIP.timeoutSeconds ${
+          JSON.stringify(raw)
+        } is out of range 1-86400`,
+      );
+    }
     affinitySeconds = t;
   } else if (affinity !== "None") {
     fail(`unknown sessionAffinity ${JSON.stringify(affinity)}`);
   }
 
   const externalTrafficLocal = externallyAccessible && etp === "Local";
-  const lbIPs = type === "LoadBalancer" ? loadBalancerIPs.filter((ip) => !clusterIPs.includes(ip)) : [];
+  const lbIPs = type === "LoadBalancer"
+    ? loadBalancerIPs.filter((ip) => !clusterIPs.includes(ip))
+    : [];
   const hc = intIn(spec["healthCheckNodePort"], 0, 65535) ?? 0;
   return {
     kind: "service",
@@ -160,7 +186,9 @@ export function parseService(o: unknown): ServiceResult {
       clusterIPs,
       // One address, one role: an LB IP listed in externalIPs too is an LB IP
       // (its source ranges apply), and the ClusterIP is never "external".
-      externalIPs: [...new Set(externalIPs)].filter((ip) => !clusterIPs.includes(ip) && !lbIPs.includes(ip)),
+      externalIPs: [...new Set(externalIPs)].filter((ip) =>
+        !clusterIPs.includes(ip) && !lbIPs.includes(ip)
+      ),
       loadBalancerIPs: lbIPs,
       loadBalancerSourceRanges: [...new Set(loadBalancerSourceRanges)],
       externalTrafficLocal,

@@ -25,7 +25,9 @@ function claimsOf(s: ServiceSpec): string[] {
       out.push(`${ip.includes(":") ? `[${ip}]` : ip}:${p.port}/${proto}`);
     }
     if (p.nodePort > 0) {
-      for (const ip of s.clusterIPs) out.push(`node port ${p.nodePort}/${proto} (IPv${parseIP(ip)?.family})`);
+      for (const ip of s.clusterIPs) {
+        out.push(`node port ${p.nodePort}/${proto} (IPv${parseIP(ip)?.family})`);
+      }
     }
   }
   return [...new Set(out)];
