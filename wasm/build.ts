@@ -23,9 +23,16 @@ if (target === "release") {
   // Build facts for `kpx version`; the commit is best effort (no git, no commit).
   let commit = Deno.env.get("KPX_COMMIT") ?? "unknown";
   try {
-    const git = await new Deno.Command("git", { args: ["rev-parse", "--short=12", "HEAD"], cwd: here, stderr: "null" }).output();
+    const git = await new Deno.Command("git", {
+      args: ["rev-parse", "--short=12", "HEAD"],
+      cwd: here,
+      stderr: "null",
+    }).output();
     if (git.success) {
-      const dirty = (await new Deno.Command("git", { args: ["status", "--porcelain", "--untracked-files=no"], cwd: here }).output()).stdout.length > 0;
+      const dirty = (await new Deno.Command("git", {
+        args: ["status", "--porcelain", "--untracked-files=no"],
+        cwd: here,
+      }).output()).stdout.length > 0;
       commit = new TextDecoder().decode(git.stdout).trim() + (dirty ? "-dirty" : "");
     }
   } catch (e) {
