@@ -38,10 +38,15 @@ export const TEST_DAEMON_FLAGS = [
   "--v=2",
 ];
 
-/** V8 flags for the child (KPX_V8_FLAGS), e.g. to try heap limits in benchmarks. */
+/**
+ * V8 flags for the child: kpx's production default (a 1 MB young generation:
+ * -100 MB peak RSS at 10k services, no latency cost, and unlike a heap cap no
+ * risk of an out-of-memory exit), or KPX_V8_FLAGS to try others.
+ */
+export const KPX_V8_FLAGS = "--max-semi-space-size=1";
+
 function v8Flags(): string[] {
-  const f = Deno.env.get("KPX_V8_FLAGS");
-  return f ? [`--v8-flags=${f}`] : [];
+  return [`--v8-flags=${Deno.env.get("KPX_V8_FLAGS") ?? KPX_V8_FLAGS}`];
 }
 
 export class KpxProcess implements AsyncDisposable {
