@@ -22,24 +22,55 @@ if (missing.length > 0) {
 
 await using tb = await Testbed.create({ nodes: 1, podsPerNode: 5, echoPorts: [8080] });
 const node = tb.node(0);
-const [a, b, c, d, client] = tb.pods as PodHandle[] as [PodHandle, PodHandle, PodHandle, PodHandle, PodHandle];
+const [a, b, c, d, client] = tb.pods as PodHandle[] as [
+  PodHandle,
+  PodHandle,
+  PodHandle,
+  PodHandle,
+  PodHandle,
+];
 const dir = await Deno.makeTempDir({ prefix: "kpx-demo-" });
 
 say(bold("kpx demo"));
-say(`node ${node.name} (${node.ipv4}, pods ${node.podCidrV4}), pods ${[a, b, c, d, client].map((p) => `${p.name}=${p.ipv4}`).join(" ")}`);
+say(
+  `node ${node.name} (${node.ipv4}, pods ${node.podCidrV4}), pods ${
+    [a, b, c, d, client].map((p) => `${p.name}=${p.ipv4}`).join(" ")
+  }`,
+);
 say(`outside client ${tb.client.ipv4}; manifests in ${dir}\n`);
 
 async function writeServices(web: PodHandle[]): Promise<void> {
   await writeManifest(`${dir}/services.yaml`, [
-    serviceObject({ name: "web", clusterIP: "10.96.0.10", port: 80, targetPort: 8080, type: "NodePort", nodePort: 30080 }),
+    serviceObject({
+      name: "web",
+      clusterIP: "10.96.0.10",
+      port: 80,
+      targetPort: 8080,
+      type: "NodePort",
+      nodePort: 30080,
+    }),
     sliceObject("web", web, tb.nodes, { port: 8080 }),
-    serviceObject({ name: "sticky", clusterIP: "10.96.0.20", port: 80, targetPort: 8080, affinitySeconds: 30 }),
+    serviceObject({
+      name: "sticky",
+      clusterIP: "10.96.0.20",
+      port: 80,
+      targetPort: 8080,
+      affinitySeconds: 30,
+    }),
     sliceObject("sticky", [a, b, c], tb.nodes, { port: 8080 }),
   ]);
 }
 
-async function tally(from: Parameters<Testbed["request"]>[0], ip: string, port: number, n: number): Promise<string> {
-  const results = await tb.requestMany(from, Array.from({ length: n }, () => ({ ip, port, protocol: "tcp" as const, timeoutMs: 1500 })));
+async function tally(
+  from: Parameters<Testbed["request"]>[0],
+  ip: string,
+  port: number,
+  n: number,
+): Promise<string> {
+  const results = await tb.requestMany(
+    from,
+    Array.from({ length: n }, () => ({ ip, port, protocol: "tcp" as const, timeoutMs: 1500 })),
+  );
   const counts = new Map<string, number>();
   const peers = new Set<string>();
   for (const r of results) {
@@ -56,9 +87,18 @@ await writeServices([a, b, c]);
 say(bold("1. Start kpx run --manifests on the node"));
 const kpx = new KpxProcess({
   netns: node.ns,
-  args: ["--manifests", dir, `--hostname-override=${node.name}`, "--cluster-cidr=10.244.0.0/16", ...TEST_DAEMON_FLAGS],
+  args: [
+    "--manifests",
+    dir,
+    `--hostname-override=${node.name}`,
+    "--cluster-cidr=10.244.0.0/16",
+    ...TEST_DAEMON_FLAGS,
+  ],
   echo: (l) => {
-    if (["Synced", "Starting", "Sources synced: programming rules"].includes(l.fields["msg"] ?? "") || l.fields["level"] !== "info") {
+    if (
+      ["Synced", "Starting", "Sources synced: programming rules"].includes(l.fields["msg"] ?? "") ||
+      l.fields["level"] !== "info"
+    ) {
       console.log(dim(`   kpx | ${l.raw.replace(/^ts=\S+ /, "")}`));
     }
   },
@@ -67,12 +107,42 @@ try {
   await kpx.nextSync(20_000, 0);
   say();
   say(bold("2. Traffic"));
-  say(`   ${client.name} -> web ClusterIP 10.96.0.10:80 (30 connections): ${await tally(client, "10.96.0.10", 80, 30)}`);
-  say(`   outside -> NodePort ${node.ipv4}:30080 (30 connections): ${await tally(tb.client, node.ipv4, 30080, 30)}`);
-  say(`   ${client.name} -> sticky 10.96.0.20:80, ClientIP affinity (10 connections): ${await tally(client, "10.96.0.20", 80, 10)}`);
-  say(dim("   (pod traffic keeps its source; outside traffic to a NodePort is masqueraded to the node's address)"));
+  say(
+    `   ${client.name} -> web ClusterIP 10.96.0.10:80 (30 connections): ${await tally(
+      client,
+      "10.96.0.10",
+      80,
+      30,
+    )}`,
+  );
+  say(
+    `   outside -> NodePort ${node.ipv4}:30080 (30 connections): ${await tally(
+      tb.client,
+      node.ipv4,
+      30080,
+      30,
+    )}`,
+  );
+  say(
+    `   ${client.name} -> sticky 10.96.0.20:80, ClientIP affinity (10 connections): ${await tally(
+      client,
+      "10.96.0.20",
+      80,
+      10,
+    )}`,
+  );
+  say(
+    dim(
+      "   (pod traffic keeps its source; outside traffic to a NodePort is masqueraded to the node's address)",
+    ),
+  );
 
-  for (const [label, pods] of [["scale web down to 2 (pod0c goes away)", [a, b]], ["scale web up to 4 (pod0c and pod0d)", [a, b, c, d]]] as const) {
+  for (
+    const [label, pods] of [["scale web down to 2 (pod0c goes away)", [a, b]], [
+      "scale web up to 4 (pod0c and pod0d)",
+      [a, b, c, d],
+    ]] as const
+  ) {
     say();
     say(bold(`3. ${label}`));
     const mark = kpx.lines.length;
@@ -80,15 +150,33 @@ try {
     await writeServices([...pods]);
     const synced = await kpx.nextSync(10_000, mark);
     const ms = performance.now() - t0;
-    say(`   manifest written -> rules in the kernel: ${ms.toFixed(0)} ms (a ${synced.fields["full"] === "true" ? "full" : "delta"} sync, generation ${synced.fields["generation"]}; includes the 100 ms file-change debounce)`);
-    say(`   ${client.name} -> 10.96.0.10:80 (30 connections): ${await tally(client, "10.96.0.10", 80, 30)}`);
+    say(
+      `   manifest written -> rules in the kernel: ${ms.toFixed(0)} ms (a ${
+        synced.fields["full"] === "true" ? "full" : "delta"
+      } sync, generation ${synced.fields["generation"]}; includes the 100 ms file-change debounce)`,
+    );
+    say(
+      `   ${client.name} -> 10.96.0.10:80 (30 connections): ${await tally(
+        client,
+        "10.96.0.10",
+        80,
+        30,
+      )}`,
+    );
   }
 
   say();
   say(bold("4. Stop kpx"));
   const status = await kpx.stop("SIGTERM");
   say(`   kpx exited with status ${status.code}; its rules stay in place, traffic keeps flowing:`);
-  say(`   ${client.name} -> 10.96.0.10:80 (10 connections): ${await tally(client, "10.96.0.10", 80, 10)}`);
+  say(
+    `   ${client.name} -> 10.96.0.10:80 (10 connections): ${await tally(
+      client,
+      "10.96.0.10",
+      80,
+      10,
+    )}`,
+  );
   say(dim("   (`kpx cleanup` would remove them; here the namespaces go away with the demo)"));
 } finally {
   await kpx.stop("SIGKILL", 1000).catch(() => {});

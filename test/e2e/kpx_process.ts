@@ -57,7 +57,18 @@ export class KpxProcess implements AsyncDisposable {
 
   constructor(opts: KpxProcessOptions) {
     this.#child = new Deno.Command("ip", {
-      args: ["netns", "exec", opts.netns, Deno.execPath(), "run", "--allow-all", ...v8Flags(), MAIN, "run", ...opts.args],
+      args: [
+        "netns",
+        "exec",
+        opts.netns,
+        Deno.execPath(),
+        "run",
+        "--allow-all",
+        ...v8Flags(),
+        MAIN,
+        "run",
+        ...opts.args,
+      ],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -98,7 +109,13 @@ export class KpxProcess implements AsyncDisposable {
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
         this.#waiters = this.#waiters.filter((w) => w.resolve !== done);
-        reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}; kpx said:\n${this.lines.slice(-15).map((l) => l.raw).join("\n")}`));
+        reject(
+          new Error(
+            `Timed out after ${timeoutMs} ms waiting for ${what}; kpx said:\n${
+              this.lines.slice(-15).map((l) => l.raw).join("\n")
+            }`,
+          ),
+        );
       }, timeoutMs);
       const done = (l: LogLine) => {
         clearTimeout(t);
@@ -114,7 +131,10 @@ export class KpxProcess implements AsyncDisposable {
       const check = (l: LogLine) => l.fields["msg"] === "Synced";
       const found = this.lines.slice(after).find(check);
       if (found) return resolve(found);
-      this.waitFor((l) => check(l) && this.lines.indexOf(l) >= after, timeoutMs, "a sync").then(resolve, reject);
+      this.waitFor((l) => check(l) && this.lines.indexOf(l) >= after, timeoutMs, "a sync").then(
+        resolve,
+        reject,
+      );
     });
   }
 

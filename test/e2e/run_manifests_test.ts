@@ -11,15 +11,25 @@ import { KpxProcess, TEST_DAEMON_FLAGS } from "./kpx_process.ts";
 
 const MAIN = new URL("../../src/main.ts", import.meta.url).pathname;
 
-async function answering(tb: Testbed, from: Parameters<Testbed["request"]>[0], ip: string, port: number, n: number): Promise<Set<string>> {
-  const results = await tb.requestMany(from, Array.from({ length: n }, () => ({ ip, port, protocol: "tcp" as const, timeoutMs: 1500 })));
+async function answering(
+  tb: Testbed,
+  from: Parameters<Testbed["request"]>[0],
+  ip: string,
+  port: number,
+  n: number,
+): Promise<Set<string>> {
+  const results = await tb.requestMany(
+    from,
+    Array.from({ length: n }, () => ({ ip, port, protocol: "tcp" as const, timeoutMs: 1500 })),
+  );
   const pods = new Set<string>();
   for (const r of results) pods.add(r.ok ? r.pod : `failed:${r.failure}`);
   return pods;
 }
 
 Deno.test({
-  name: "kpx run --manifests: rules follow the directory, bad objects are skipped, SIGTERM leaves the rules, restart takes over, cleanup removes",
+  name:
+    "kpx run --manifests: rules follow the directory, bad objects are skipped, SIGTERM leaves the rules, restart takes over, cleanup removes",
   ignore: await shouldSkipKernelTests(),
   sanitizeResources: false,
   sanitizeOps: false,
@@ -31,10 +41,23 @@ Deno.test({
     try {
       await writeManifest(`${dir}/node.yaml`, [nodeObject(node)]);
       await writeManifest(`${dir}/web.yaml`, [
-        serviceObject({ name: "web", clusterIP: "10.96.0.10", port: 80, targetPort: 8080, type: "NodePort", nodePort: 30080 }),
+        serviceObject({
+          name: "web",
+          clusterIP: "10.96.0.10",
+          port: 80,
+          targetPort: 8080,
+          type: "NodePort",
+          nodePort: 30080,
+        }),
         sliceObject("web", [a, b], tb.nodes, { port: 8080 }),
       ]);
-      const args = ["--manifests", dir, `--hostname-override=${node.name}`, "--cluster-cidr=10.244.0.0/16", ...TEST_DAEMON_FLAGS];
+      const args = [
+        "--manifests",
+        dir,
+        `--hostname-override=${node.name}`,
+        "--cluster-cidr=10.244.0.0/16",
+        ...TEST_DAEMON_FLAGS,
+      ];
       let kpx = new KpxProcess({ netns: node.ns, args });
       try {
         await kpx.nextSync(15_000, 0);
@@ -44,7 +67,14 @@ Deno.test({
         const mark = kpx.lines.length;
         const t0 = performance.now();
         await writeManifest(`${dir}/web.yaml`, [
-          serviceObject({ name: "web", clusterIP: "10.96.0.10", port: 80, targetPort: 8080, type: "NodePort", nodePort: 30080 }),
+          serviceObject({
+            name: "web",
+            clusterIP: "10.96.0.10",
+            port: 80,
+            targetPort: 8080,
+            type: "NodePort",
+            nodePort: 30080,
+          }),
           sliceObject("web", [c], tb.nodes, { port: 8080 }),
         ]);
         const synced = await kpx.nextSync(10_000, mark);
@@ -52,7 +82,11 @@ Deno.test({
         equal(synced.fields["full"], "false", "a one-service change is a delta");
         ok(ms < 3000, `change reached the kernel in ${ms.toFixed(0)} ms`);
         deepEqual(await answering(tb, a, "10.96.0.10", 80, 10), new Set([c.name]));
-        deepEqual(await answering(tb, tb.client, node.ipv4, 30080, 10), new Set([c.name]), "NodePort from outside");
+        deepEqual(
+          await answering(tb, tb.client, node.ipv4, 30080, 10),
+          new Set([c.name]),
+          "NodePort from outside",
+        );
 
         // A bad object among good ones: one warning naming it; the rest is programmed.
         const mark2 = kpx.lines.length;
@@ -61,7 +95,11 @@ Deno.test({
           serviceObject({ name: "good", clusterIP: "10.96.0.11", port: 81, targetPort: 8080 }),
           sliceObject("good", [b], tb.nodes, { port: 8080 }),
         ]);
-        const warn = await kpx.waitFor((l) => l.fields["level"] === "warn" && l.fields["msg"]?.includes("default/bad") === true, 10_000, "a warning about default/bad");
+        const warn = await kpx.waitFor(
+          (l) => l.fields["level"] === "warn" && l.fields["msg"]?.includes("default/bad") === true,
+          10_000,
+          "a warning about default/bad",
+        );
         ok(warn.fields["msg"]!.includes("is not an IP address"), warn.raw);
         await kpx.nextSync(10_000, mark2);
         deepEqual(await answering(tb, a, "10.96.0.11", 81, 5), new Set([b.name]));
@@ -70,11 +108,19 @@ Deno.test({
         // SIGTERM: clean exit, rules stay, traffic keeps flowing.
         const status = await kpx.stop("SIGTERM");
         equal(status.code, 0, "exit status after SIGTERM");
-        deepEqual(await answering(tb, a, "10.96.0.10", 80, 5), new Set([c.name]), "rules stay after kpx stops");
+        deepEqual(
+          await answering(tb, a, "10.96.0.10", 80, 5),
+          new Set([c.name]),
+          "rules stay after kpx stops",
+        );
 
         // Restart: takes the rules over (same generation line) and syncs.
         kpx = new KpxProcess({ netns: node.ns, args });
-        await kpx.waitFor((l) => l.fields["msg"]?.startsWith("Found kpx rules from an earlier run") === true, 15_000, "the earlier rules");
+        await kpx.waitFor(
+          (l) => l.fields["msg"]?.startsWith("Found kpx rules from an earlier run") === true,
+          15_000,
+          "the earlier rules",
+        );
         const again = await kpx.nextSync(15_000, 0);
         ok(Number(again.fields["generation"]) > 1, "generations keep rising across restarts");
         deepEqual(await answering(tb, a, "10.96.0.10", 80, 5), new Set([c.name]));
@@ -84,11 +130,18 @@ Deno.test({
       }
 
       // kpx cleanup removes the table.
-      const cleanup = await tb.exec(node, [Deno.execPath(), "run", "--allow-all", MAIN, "cleanup"], { timeoutMs: 30_000 });
+      const cleanup = await tb.exec(
+        node,
+        [Deno.execPath(), "run", "--allow-all", MAIN, "cleanup"],
+        { timeoutMs: 30_000 },
+      );
       equal(cleanup.code, 0, cleanup.stderr);
       const tables = await tb.exec(node, ["nft", "list", "tables"]);
       ok(!tables.stdout.includes("kpx"), tables.stdout);
-      ok((await answering(tb, a, "10.96.0.10", 80, 3)).has("failed:timeout"), "no rules: nothing answers the VIP");
+      ok(
+        (await answering(tb, a, "10.96.0.10", 80, 3)).has("failed:timeout"),
+        "no rules: nothing answers the VIP",
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

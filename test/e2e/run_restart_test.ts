@@ -65,7 +65,8 @@ class HeldConnection {
 }
 
 Deno.test({
-  name: "kpx killed with SIGKILL during a sync: restart converges, established connections keep working",
+  name:
+    "kpx killed with SIGKILL during a sync: restart converges, established connections keep working",
   ignore: await shouldSkipKernelTests(),
   sanitizeResources: false,
   sanitizeOps: false,
@@ -87,7 +88,13 @@ Deno.test({
         serviceObject({ name: "echo", clusterIP: "10.96.0.20", port: 9000, targetPort: 9000 }),
         sliceObject("echo", [backend], tb.nodes, { port: 9000 }),
       ]);
-      const args = ["--manifests", dir, `--hostname-override=${node.name}`, "--cluster-cidr=10.244.0.0/16", ...TEST_DAEMON_FLAGS];
+      const args = [
+        "--manifests",
+        dir,
+        `--hostname-override=${node.name}`,
+        "--cluster-cidr=10.244.0.0/16",
+        ...TEST_DAEMON_FLAGS,
+      ];
       let kpx = new KpxProcess({ netns: node.ns, args });
       await kpx.nextSync(20_000, 0);
       conn = new HeldConnection(client.ns, "10.96.0.20", 9000);
@@ -96,7 +103,14 @@ Deno.test({
       // A large change, so the next sync takes a while; kill kpx while it runs.
       const big: Record<string, unknown>[] = [];
       for (let i = 0; i < 3000; i++) {
-        big.push(serviceObject({ name: `bulk-${i}`, clusterIP: `10.97.${i >> 8}.${i & 255}`, port: 80, targetPort: 8080 }));
+        big.push(
+          serviceObject({
+            name: `bulk-${i}`,
+            clusterIP: `10.97.${i >> 8}.${i & 255}`,
+            port: 80,
+            targetPort: 8080,
+          }),
+        );
         big.push(sliceObject(`bulk-${i}`, [backend], tb.nodes, { port: 8080 }));
       }
       await writeManifest(`${dir}/bulk.yaml`, big);
@@ -106,10 +120,15 @@ Deno.test({
       const status = await kpx.stop("SIGKILL");
       equal(status.signal, "SIGKILL");
       ok(
-        !kpx.lines.some((l) => l.fields["msg"] === "Synced" && Number(l.fields["services"] ?? 0) > 1000),
+        !kpx.lines.some((l) =>
+          l.fields["msg"] === "Synced" && Number(l.fields["services"] ?? 0) > 1000
+        ),
         "kpx was killed before it finished syncing the bulk change",
       );
-      ok(await conn.roundTrip("after kill"), "the established connection survives kpx being killed");
+      ok(
+        await conn.roundTrip("after kill"),
+        "the established connection survives kpx being killed",
+      );
 
       // Restart: converges to the manifests, and the connection still works.
       kpx = new KpxProcess({ netns: node.ns, args });
@@ -117,8 +136,16 @@ Deno.test({
       equal(synced.fields["full"], "true");
       ok(Number(synced.fields["services"]) >= 3001, `all services programmed: ${synced.raw}`);
       ok(await conn.roundTrip("after restart"), "the established connection survives the restart");
-      const fresh = await tb.request(client, { ip: "10.97.11.183", port: 80, protocol: "tcp", timeoutMs: 2000 });
-      ok(fresh.ok && fresh.pod === backend.name, `a service from the interrupted change works: ${JSON.stringify(fresh)}`);
+      const fresh = await tb.request(client, {
+        ip: "10.97.11.183",
+        port: 80,
+        protocol: "tcp",
+        timeoutMs: 2000,
+      });
+      ok(
+        fresh.ok && fresh.pod === backend.name,
+        `a service from the interrupted change works: ${JSON.stringify(fresh)}`,
+      );
       equal((await kpx.stop("SIGTERM")).code, 0);
     } finally {
       await conn?.close();
