@@ -12,7 +12,13 @@
  * reads before the informer caches them: at 10k services that is most of the
  * memory.
  */
-import * as k8s from "@kubernetes/client-node";
+// client-node's informer (ListWatch) and watch client only: its KubeConfig
+// and generated API client would add ~50 MB (see kubeconfig.ts).
+import { ListWatch } from "@kubernetes/client-node/dist/cache.js";
+import { Watch } from "@kubernetes/client-node/dist/watch.js";
+import type { KubernetesListObject, KubernetesObject } from "@kubernetes/client-node/dist/types.js";
+import { Agent, fetch as undiciFetch } from "undici";
+import { type ApiEndpoint, loadApiEndpoint } from "./kubeconfig.ts";
 import type { Logger } from "../log/mod.ts";
 import type { SourceHandlers, SourceKind } from "./manifest_dir.ts";
 
@@ -85,11 +91,6 @@ export function slim(kind: SourceKind, o: unknown): Json {
   return out;
 }
 
-/** client-node's typed objects carry Dates and class instances; the state wants JSON. */
-function toJSON(o: unknown): Json {
-  return JSON.parse(JSON.stringify(o)) as Json;
-}
-
 export interface ApiSourceOptions {
   kubeconfig?: string;
   /** Overrides the API server address of the kubeconfig (kube-proxy's --master). */
@@ -104,44 +105,63 @@ interface Resource {
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
-  list: (
-    cont: string | undefined,
-  ) => Promise<{ items: unknown[]; metadata?: { resourceVersion?: string; _continue?: string } }>;
 }
 
-export function loadKubeConfig(opts: { kubeconfig?: string; master?: string }): k8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
-  try {
-    if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-    else kc.loadFromCluster();
-  } catch (e) {
-    throw new Error(
-      `Cannot load the kubeconfig${opts.kubeconfig ? ` ${opts.kubeconfig}` : " (in-cluster)"}: ${
-        (e as Error).message
-      }`,
-      { cause: e },
-    );
+/** The two methods client-node's Watch asks of its "KubeConfig". */
+function watchConfig(endpoint: ApiEndpoint, dispatcher: Agent) {
+  return {
+    getCurrentCluster: () => ({
+      name: "kpx",
+      server: endpoint.server,
+      skipTLSVerify: endpoint.insecure,
+    }),
+    applySecurityAuthentication: async (
+      ctx: { setHeaderParam(k: string, v: string): void; setDispatcher(d: unknown): void },
+    ) => {
+      const token = await endpoint.token();
+      if (token) ctx.setHeaderParam("Authorization", `Bearer ${token}`);
+      ctx.setDispatcher(dispatcher);
+    },
+  };
+}
+
+export function dispatcherFor(endpoint: ApiEndpoint): Agent {
+  return new Agent({
+    connect: {
+      ...(endpoint.ca ? { ca: endpoint.ca } : {}),
+      ...(endpoint.cert ? { cert: endpoint.cert } : {}),
+      ...(endpoint.key ? { key: endpoint.key } : {}),
+      rejectUnauthorized: !endpoint.insecure,
+    },
+  });
+}
+
+/** A GET of a list page; errors carry the HTTP status as client-node's do (410 -> relist). */
+async function getJSON(endpoint: ApiEndpoint, dispatcher: Agent, url: string): Promise<Json> {
+  const token = await endpoint.token();
+  const res = await undiciFetch(url, {
+    dispatcher,
+    headers: { Accept: "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+    signal: AbortSignal.timeout(60_000),
+  });
+  const text = await res.text();
+  if (res.status !== 200) {
+    let reason = text.slice(0, 200);
+    try {
+      reason = String((JSON.parse(text) as Json)["message"] ?? reason);
+    } catch { /* not JSON: keep the text */ }
+    const err = new Error(`GET ${new URL(url).pathname}: HTTP ${res.status}: ${reason}`) as
+      & Error
+      & { statusCode: number };
+    err.statusCode = res.status;
+    throw err;
   }
-  if (opts.master) {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error("Cannot use --master: the kubeconfig has no current cluster");
-    kc.clusters = kc.clusters.map((c) =>
-      c.name === cluster.name ? { ...c, server: opts.master! } : c
-    );
-  }
-  if (!kc.getCurrentCluster()) {
-    throw new Error(
-      `Cannot use the kubeconfig${
-        opts.kubeconfig ? ` ${opts.kubeconfig}` : ""
-      }: no current cluster`,
-    );
-  }
-  return kc;
+  return JSON.parse(text) as Json;
 }
 
 interface InformerEntry {
   res: Resource;
-  lw: k8s.ListWatch<k8s.KubernetesObject>;
+  lw: ListWatch<KubernetesObject>;
   synced: boolean;
   backoff: number;
   timer?: ReturnType<typeof setTimeout>;
@@ -161,44 +181,23 @@ export class ApiSource {
     return this.#synced;
   }
 
-  start(): Promise<void> {
-    const kc = loadKubeConfig(this.#opts);
-    const core = kc.makeApiClient(k8s.CoreV1Api);
-    const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
-    const realWatch = new k8s.Watch(kc);
+  async start(): Promise<void> {
+    const endpoint = await loadApiEndpoint(this.#opts);
+    const dispatcher = dispatcherFor(endpoint);
+    const realWatch = new Watch(
+      watchConfig(endpoint, dispatcher) as unknown as ConstructorParameters<typeof Watch>[0],
+    );
     const resources: Resource[] = [
-      {
-        kind: "Service",
-        path: "/api/v1/services",
-        labelSelector: SERVICE_SELECTOR,
-        list: (cont) =>
-          core.listServiceForAllNamespaces({
-            labelSelector: SERVICE_SELECTOR,
-            limit: PAGE_SIZE,
-            ...(cont ? { _continue: cont } : {}),
-          }),
-      },
+      { kind: "Service", path: "/api/v1/services", labelSelector: SERVICE_SELECTOR },
       {
         kind: "EndpointSlice",
         path: "/apis/discovery.k8s.io/v1/endpointslices",
         labelSelector: SLICE_SELECTOR,
-        list: (cont) =>
-          discovery.listEndpointSliceForAllNamespaces({
-            labelSelector: SLICE_SELECTOR,
-            limit: PAGE_SIZE,
-            ...(cont ? { _continue: cont } : {}),
-          }),
       },
       {
         kind: "Node",
         path: "/api/v1/nodes",
         fieldSelector: `metadata.name=${this.#opts.nodeName}`,
-        list: (cont) =>
-          core.listNode({
-            fieldSelector: `metadata.name=${this.#opts.nodeName}`,
-            limit: PAGE_SIZE,
-            ...(cont ? { _continue: cont } : {}),
-          }),
       },
     ];
     for (const res of resources) {
@@ -220,27 +219,38 @@ export class ApiSource {
             },
             done,
           ),
-      } as unknown as k8s.Watch;
+      } as unknown as Watch;
       const listFn = async () => {
         // Paginated: one page in memory at a time, slimmed before keeping it.
         const items: Json[] = [];
         let cont: string | undefined;
         let rv = "";
         do {
-          const page = await res.list(cont);
-          for (const it of page.items) items.push(slim(res.kind, toJSON(it)));
-          rv ||= page.metadata?.resourceVersion ?? "";
-          cont = page.metadata?._continue || undefined;
+          const url = new URL(endpoint.server.replace(/\/$/, "") + res.path);
+          if (res.labelSelector) url.searchParams.set("labelSelector", res.labelSelector);
+          if (res.fieldSelector) url.searchParams.set("fieldSelector", res.fieldSelector);
+          url.searchParams.set("limit", String(PAGE_SIZE));
+          if (cont) url.searchParams.set("continue", cont);
+          const page = await getJSON(endpoint, dispatcher, url.toString());
+          for (const it of (page["items"] as unknown[] | undefined) ?? []) {
+            items.push(slim(res.kind, it));
+          }
+          const meta = (page["metadata"] ?? {}) as Json;
+          rv ||= String(meta["resourceVersion"] ?? "");
+          cont = (meta["continue"] as string | undefined) || undefined;
         } while (cont);
-        this.#listed(entry);
+        // ListWatch delivers these items after this function returns (in a
+        // microtask); "listed" must come after them, or the first sync could
+        // see a partial picture: a macrotask runs after all microtasks.
+        setTimeout(() => this.#listed(entry), 0);
         return {
           apiVersion: "v1",
           kind: "List",
           items,
           metadata: { resourceVersion: rv },
-        } as unknown as k8s.KubernetesListObject<k8s.KubernetesObject>;
+        } as unknown as KubernetesListObject<KubernetesObject>;
       };
-      const lw = new k8s.ListWatch<k8s.KubernetesObject>(
+      const lw = new ListWatch<KubernetesObject>(
         res.path,
         watch,
         listFn,
@@ -259,7 +269,6 @@ export class ApiSource {
       this.#informers.push(entry);
     }
     for (const e of this.#informers) this.#start(e);
-    return Promise.resolve();
   }
 
   #start(e: InformerEntry): void {
