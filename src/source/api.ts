@@ -4,14 +4,25 @@
  * client-node, and Kubernetes objects leave it as plain JSON.
  *
  * client-node's ListWatch relists by itself after 410 Gone and resumes a
- * dropped watch from the last resourceVersion, but stops on any other error:
- * this source restarts it with exponential backoff (1 s doubling to 30 s). It
- * does not ask for bookmarks, so the watch client handed to it adds
- * allowWatchBookmarks (bookmarks keep the resourceVersion fresh, so a
- * reconnect rarely needs a relist). Objects are slimmed to the fields kpx
- * reads before the informer caches them: at 10k services that is most of the
- * memory.
+ * watch the server closed cleanly (or that went quiet for 30 s), but a watch
+ * cut mid-stream, an API server that is down or answers 5xx, or a failed list
+ * stop it with an "error": this source restarts it with exponential backoff
+ * (1 s doubling to 30 s, back to 1 s once data flows again), resuming from
+ * the last resourceVersion. It does not ask for bookmarks, so the watch
+ * client handed to it adds allowWatchBookmarks (bookmarks keep the
+ * resourceVersion fresh, so a reconnect rarely needs a relist). Objects are
+ * slimmed to the fields kpx reads before the informer caches them: at 10k
+ * services that is most of the memory.
+ *
+ * Under Deno, HTTP/2 is turned off (Deno's node:http2 can abort the process
+ * when a server resets a stream), and the watch client refuses to open or
+ * keep watches once the source is stopped (ListWatch.stop() misses a watch
+ * still connecting or one started after a delay in flight). Both found by
+ * test/e2e/api_server_test.ts.
  */
+// Must come first: patches node:stream before undici (client-node's HTTP
+// client) copies from it, or a cut watch leaves the informer silently dead.
+import "./deno_stream_fix.ts";
 // client-node's informer (ListWatch) and watch client only: its KubeConfig
 // and generated API client would add ~50 MB (see kubeconfig.ts).
 import { ListWatch } from "@kubernetes/client-node/dist/cache.js";
@@ -127,12 +138,15 @@ function watchConfig(endpoint: ApiEndpoint, dispatcher: Agent) {
 
 export function dispatcherFor(endpoint: ApiEndpoint): Agent {
   return new Agent({
+    // HTTP/1.1 only: see the module comment. undici reads it at both levels.
+    allowH2: false,
     connect: {
       ...(endpoint.ca ? { ca: endpoint.ca } : {}),
       ...(endpoint.cert ? { cert: endpoint.cert } : {}),
       ...(endpoint.key ? { key: endpoint.key } : {}),
       rejectUnauthorized: !endpoint.insecure,
-    },
+      allowH2: false,
+    } as Record<string, unknown>,
   });
 }
 
@@ -171,6 +185,9 @@ export class ApiSource {
   #opts: ApiSourceOptions;
   #informers: InformerEntry[] = [];
   #stopped = false;
+  /** Aborts every watch, including ones ListWatch starts after stop(). */
+  #stop = new AbortController();
+  #dispatcher: Agent | undefined;
   #synced = false;
 
   constructor(opts: ApiSourceOptions) {
@@ -184,6 +201,8 @@ export class ApiSource {
   async start(): Promise<void> {
     const endpoint = await loadApiEndpoint(this.#opts);
     const dispatcher = dispatcherFor(endpoint);
+    this.#dispatcher = dispatcher;
+    const signal = this.#stop.signal;
     const realWatch = new Watch(
       watchConfig(endpoint, dispatcher) as unknown as ConstructorParameters<typeof Watch>[0],
     );
@@ -202,23 +221,38 @@ export class ApiSource {
     ];
     for (const res of resources) {
       const entry = { res, synced: false, backoff: BACKOFF_START_MS } as InformerEntry;
-      // The watch client ListWatch uses: asks for bookmarks and slims objects.
+      // The watch client ListWatch uses: asks for bookmarks, slims objects,
+      // counts progress (for the backoff), and stays closed after stop().
       const watch = {
-        watch: (
+        watch: async (
           path: string,
           query: Record<string, unknown>,
           cb: (phase: string, o: unknown, w: unknown) => void,
           done: (err: unknown) => void,
-        ) =>
-          realWatch.watch(
+        ) => {
+          if (signal.aborted) return new AbortController();
+          let finished = false;
+          const controller = await realWatch.watch(
             path,
             { ...query, allowWatchBookmarks: true },
             (phase: string, o: unknown, w: unknown) => {
+              if (signal.aborted) return;
+              entry.backoff = BACKOFF_START_MS;
               if (phase === "BOOKMARK" || phase === "ERROR") cb(phase, o, w);
               else cb(phase, slim(res.kind, o), w);
             },
-            done,
-          ),
+            (err: unknown) => {
+              finished = true;
+              signal.removeEventListener("abort", abort);
+              // After stop, the abort is not news: ListWatch would report it as an error.
+              if (!signal.aborted) done(err);
+            },
+          );
+          const abort = () => controller.abort();
+          if (signal.aborted) controller.abort();
+          else if (!finished) signal.addEventListener("abort", abort, { once: true });
+          return controller;
+        },
       } as unknown as Watch;
       const listFn = async () => {
         // Paginated: one page in memory at a time, slimmed before keeping it.
@@ -262,9 +296,6 @@ export class ApiSource {
       lw.on("add", (o) => this.#opts.handlers.event(res.kind, "upsert", o as unknown as Json));
       lw.on("update", (o) => this.#opts.handlers.event(res.kind, "upsert", o as unknown as Json));
       lw.on("delete", (o) => this.#opts.handlers.event(res.kind, "delete", o as unknown as Json));
-      lw.on("connect", () => {
-        entry.backoff = BACKOFF_START_MS;
-      });
       lw.on("error", (err) => this.#failed(entry, err));
       this.#informers.push(entry);
     }
@@ -277,6 +308,7 @@ export class ApiSource {
   }
 
   #listed(e: InformerEntry): void {
+    e.backoff = BACKOFF_START_MS;
     if (e.synced) return;
     e.synced = true;
     this.#opts.log.info("Listed", { resource: e.res.kind }, 2);
@@ -304,9 +336,12 @@ export class ApiSource {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#stop.abort();
     for (const e of this.#informers) {
       clearTimeout(e.timer);
       await e.lw.stop();
     }
+    // Only after the watches are gone: destroying the pool cuts connections.
+    await this.#dispatcher?.destroy();
   }
 }

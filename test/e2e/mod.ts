@@ -4,3 +4,5 @@
  */
 
 export * from "./testbed.ts";
+export * from "./api_server.ts";
+export * from "./kubeconfig.ts";
