@@ -31,4 +31,4 @@ export {
   readProcSysctl,
   type SysctlReader,
 } from "./preflight.ts";
-export { applyConntrackSysctls, conntrackSysctls, type SysctlChange } from "./sysctl.ts";
+export { applyConntrackSysctls, conntrackSysctls, readSysctl, type SysctlChange, writeSysctl } from "./sysctl.ts";

@@ -5,6 +5,7 @@
  * batch per feature, so a failure names the missing piece.
  */
 import type { Runner } from "./process.ts";
+import { readSysctl } from "./sysctl.ts";
 
 export interface PreflightResult {
   /** kpx cannot work: refuse to start. */
@@ -152,9 +153,14 @@ function versionAtLeast(v: string, min: [number, number, number]): boolean {
   return true;
 }
 
-/** Reads a sysctl from /proc/sys; undefined if absent. */
+/** Reads a sysctl; undefined if absent. */
 export type SysctlReader = (key: string) => Promise<string | undefined>;
 
+/**
+ * Reads a sysctl from /proc/sys with Deno's file API. Kept for callers not yet
+ * moved to readSysctl() (sysctl.ts); that one works under narrowed Deno
+ * permissions, this one needs --allow-all.
+ */
 export async function readProcSysctl(key: string): Promise<string | undefined> {
   try {
     return (await Deno.readTextFile(`/proc/sys/${key.replaceAll(".", "/")}`)).trim();
@@ -204,7 +210,7 @@ export async function preflight(
       if (probe.module === "nf_tables") return res;
     }
   }
-  const sysctl = opts.sysctl ?? readProcSysctl;
+  const sysctl = opts.sysctl ?? ((key: string) => readSysctl(runner, key));
   if ((await sysctl("net.ipv4.ip_forward")) === "0") {
     res.warnings.push(
       "net.ipv4.ip_forward is 0: service traffic from pods and from outside will not be forwarded (the CNI or the node setup normally enables it)",

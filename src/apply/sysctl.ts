@@ -4,7 +4,24 @@
  * raised, never lowered; a zero setting means "leave the kernel's value".
  */
 import type { Config } from "../config/mod.ts";
-import { readProcSysctl } from "./preflight.ts";
+import { CommandFailedError, runChecked, type Runner } from "./process.ts";
+
+/**
+ * Sysctls are read and written with sysctl(8), not through /proc/sys with
+ * Deno's file API: Deno requires --allow-all for any path under /proc, so
+ * file access there would rule out running kpx with narrowed permissions.
+ */
+export async function readSysctl(runner: Runner, key: string): Promise<string | undefined> {
+  const r = await runner.run(["sysctl", "-n", key]);
+  if (r.code === 0) return new TextDecoder().decode(r.stdout).trim();
+  // An unknown key (a module not loaded, a family disabled) is "absent".
+  if (/cannot stat|No such file|unknown key/i.test(r.stderr)) return undefined;
+  throw new CommandFailedError(["sysctl", "-n", key], r.code, r.stderr);
+}
+
+export async function writeSysctl(runner: Runner, key: string, value: string): Promise<void> {
+  await runChecked(runner, ["sysctl", "-q", "-w", `${key}=${value}`]);
+}
 
 export interface SysctlChange {
   key: string;
@@ -62,13 +79,13 @@ export const CONNTRACK_SYSCTL_KEYS = [
 ];
 
 /** Reads the current values and writes what differs; returns what changed. */
-export async function applyConntrackSysctls(c: Config["conntrack"]): Promise<SysctlChange[]> {
+export async function applyConntrackSysctls(runner: Runner, c: Config["conntrack"]): Promise<SysctlChange[]> {
   const current: Record<string, string | undefined> = {};
-  for (const k of CONNTRACK_SYSCTL_KEYS) current[k] = await readProcSysctl(k);
+  for (const k of CONNTRACK_SYSCTL_KEYS) current[k] = await readSysctl(runner, k);
   const changes = conntrackSysctls(c, navigator.hardwareConcurrency, current);
   for (const ch of changes) {
     try {
-      await Deno.writeTextFile(`/proc/sys/${ch.key.replaceAll(".", "/")}`, ch.to);
+      await writeSysctl(runner, ch.key, ch.to);
     } catch (e) {
       throw new Error(`Cannot set ${ch.key} to ${ch.to}: ${(e as Error).message}`, { cause: e });
     }

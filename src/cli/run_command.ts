@@ -32,7 +32,7 @@ export async function runCommand(argv: string[], early: Logger): Promise<number>
     throw new Error(`Cannot run: this node lacks what kpx needs (${checks.errors.length} problem(s) above)`);
   }
   try {
-    for (const ch of await applyConntrackSysctls(config.conntrack)) log.info("Set sysctl", { sysctl: ch.key, from: ch.from, to: ch.to });
+    for (const ch of await applyConntrackSysctls(runner, config.conntrack)) log.info("Set sysctl", { sysctl: ch.key, from: ch.from, to: ch.to });
   } catch (e) {
     log.warn("Cannot apply conntrack settings; continuing with the kernel's", { error: e });
   }
