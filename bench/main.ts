@@ -7,6 +7,7 @@ import { BenchReport } from "./report.ts";
 import { planBench } from "./plan_bench.ts";
 import { applyBench } from "./apply_bench.ts";
 import { runBench } from "./run_bench.ts";
+import { packageBench } from "./package_bench.ts";
 
 type Suite = (report: BenchReport, opts: { quick: boolean }) => Promise<void>;
 
@@ -15,6 +16,7 @@ const SUITES: Record<string, Suite> = {
   planner: planBench,
   apply: applyBench,
   daemon: runBench,
+  package: packageBench,
 };
 
 async function machineInfo(): Promise<string> {

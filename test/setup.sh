@@ -20,6 +20,7 @@ packages=(
   iptables        # kube-proxy's iptables layouts in the benchmark comparison
   debootstrap     # a minimal Debian root for the packaging tests
   systemd         # systemd-analyze verify/security on the unit
+  systemd-container # systemd-nspawn: boots the install test's Debian root
   shellcheck      # install.sh lint
 )
 

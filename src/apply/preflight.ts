@@ -4,7 +4,7 @@
  * only: the kernel validates the batch and nothing is applied), one small
  * batch per feature, so a failure names the missing piece.
  */
-import type { Runner } from "./process.ts";
+import { CommandFailedError, type Runner } from "./process.ts";
 import { readSysctl } from "./sysctl.ts";
 
 export interface PreflightResult {
@@ -210,7 +210,22 @@ export async function preflight(
       if (probe.module === "nf_tables") return res;
     }
   }
-  const sysctl = opts.sysctl ?? ((key: string) => readSysctl(runner, key));
+  const read = opts.sysctl ?? ((key: string) => readSysctl(runner, key));
+  let sysctlMissing = false;
+  const sysctl = async (key: string): Promise<string | undefined> => {
+    if (sysctlMissing) return undefined;
+    try {
+      return await read(key);
+    } catch (e) {
+      // Without procps these checks are skipped, not fatal: kpx itself does not need them.
+      if (e instanceof CommandFailedError && e.code === 127) {
+        sysctlMissing = true;
+        res.warnings.push("sysctl (procps) is not installed: forwarding and bridge settings are not checked, and conntrack settings are not applied");
+        return undefined;
+      }
+      throw e;
+    }
+  };
   if ((await sysctl("net.ipv4.ip_forward")) === "0") {
     res.warnings.push(
       "net.ipv4.ip_forward is 0: service traffic from pods and from outside will not be forwarded (the CNI or the node setup normally enables it)",
