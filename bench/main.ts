@@ -8,6 +8,7 @@ import { planBench } from "./plan_bench.ts";
 import { applyBench } from "./apply_bench.ts";
 import { runBench } from "./run_bench.ts";
 import { packageBench } from "./package_bench.ts";
+import { ipvsBench } from "./ipvs_bench.ts";
 
 type Suite = (report: BenchReport, opts: { quick: boolean }) => Promise<void>;
 
@@ -17,6 +18,7 @@ const SUITES: Record<string, Suite> = {
   apply: applyBench,
   daemon: runBench,
   package: packageBench,
+  ipvs: ipvsBench,
 };
 
 async function machineInfo(): Promise<string> {

@@ -31,4 +31,42 @@ export {
   readProcSysctl,
   type SysctlReader,
 } from "./preflight.ts";
-export { applyConntrackSysctls, conntrackSysctls, readSysctl, type SysctlChange, writeSysctl } from "./sysctl.ts";
+export {
+  applyConntrackSysctls,
+  conntrackSysctls,
+  readSysctl,
+  type SysctlChange,
+  writeSysctl,
+} from "./sysctl.ts";
+export { DEFAULT_DRAIN_TIMEOUT_MS, IPVSApplier, type IPVSApplierOptions } from "./ipvs_applier.ts";
+export {
+  asKernelTable,
+  drainKey,
+  type Graceful,
+  reconcile,
+  type Reconciliation,
+} from "./ipvs_diff.ts";
+export { DesiredIPVS, type StagedIPVS } from "./ipvs_desired.ts";
+export { FakeIpvs } from "./ipvs_fake.ts";
+export { addressBatch, type DummyLink, FakeLink, IpLink, IPVS_INTERFACE } from "./ipvs_link.ts";
+export { ipvsPreflight, type IPVSPreflightResult, PROBE_SERVICE } from "./ipvs_preflight.ts";
+export {
+  type IPVSTable,
+  type KernelReal,
+  type KernelService,
+  NODE_PORT_RANGE,
+  type Ownership,
+  ownsService,
+  parseIpvsList,
+  sameService,
+} from "./ipvs_state.ts";
+export {
+  applyIPVSSysctls,
+  ipvsSysctls,
+  prepareIPVSHost,
+  runnerSysctl,
+  type SysctlIO,
+  type SysctlSetting,
+} from "./ipvs_sysctl.ts";
+export { type Ipvs, IpvsadmCli, IpvsApplyError } from "./ipvsadm.ts";
+export { cleanupIPVS, type IPVSCleanup, ipvsLoaded, localAddresses } from "./ipvs_cleanup.ts";

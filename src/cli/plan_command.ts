@@ -1,6 +1,6 @@
 /** `kpx plan`: manifests in, nftables batch out. */
 import type { Logger } from "../log/mod.ts";
-import { renderBatch } from "../planner/mod.ts";
+import { isIPVSPlanOutput, renderBatch, renderIPVSPlan } from "../planner/mod.ts";
 import { readManifests } from "../source/mod.ts";
 import { planManifests } from "./planning.ts";
 import { type FlagSpec, parseArgs, UsageError } from "./args.ts";
@@ -49,7 +49,16 @@ export async function planCommand(
     bytes: plan.batch.length,
     ms: Math.round((performance.now() - started) * 10) / 10,
   }, 1);
-  if (output === "json") {
+  if (isIPVSPlanOutput(plan)) {
+    // IPVS mode: the virtual services (and kube-ipvs0's addresses), then the
+    // nftables side; json gives both as one object.
+    if (output === "json") {
+      const batch: unknown = JSON.parse(new TextDecoder().decode(plan.batch));
+      await out(JSON.stringify({ ipvs: plan.ipvs, nftables: batch }) + "\n");
+    } else {
+      await out(renderIPVSPlan(plan.ipvs) + "# nftables\n" + renderBatch(plan.batch));
+    }
+  } else if (output === "json") {
     await out(plan.batch);
     await out("\n");
   } else {

@@ -38,7 +38,10 @@ export async function planManifests(
   const { notes: _n, ...context } = ctx;
   const planner = opts.planner ?? await Planner.load();
   const services = fed.state.services();
-  const plan = planner.planFull(services, context, EMPTY_INVENTORY, 1);
+  // IPVS mode's plan is an IPVSPlanOutput (isIPVSPlanOutput): the batch plus virtual services.
+  const plan = config.mode === "ipvs"
+    ? planner.planIPVSFull(services, context, EMPTY_INVENTORY, 1)
+    : planner.planFull(services, context, EMPTY_INVENTORY, 1);
   warnings.push(...plan.warnings);
   return { nodeName, node: fed.node, services, context, plan, warnings, notes };
 }

@@ -6,10 +6,16 @@ import { errorText, Logger } from "../log/mod.ts";
 import { Planner } from "../planner/mod.ts";
 import { type FlagSpec, parseArgs, UsageError } from "./args.ts";
 import { CONFIG_FLAG, hostname, loadConfigFromArgs } from "./common.ts";
+import { startIPVSMode } from "./ipvs_mode.ts";
 
 export const RUN_FLAGS: Record<string, FlagSpec> = {
   ...CONFIG_FLAG,
   manifests: { type: "string", help: "follow Services/EndpointSlices/Node from this directory of manifests instead of the API" },
+  "ipvs-fallback": {
+    type: "bool",
+    help:
+      "mode ipvs on a node without IPVS (or its scheduler): run in nftables mode instead (default true); false: refuse to start",
+  },
 };
 
 export const RUN_USAGE = "kpx run [--config FILE] [--manifests DIR] [flags]";
@@ -19,9 +25,6 @@ export async function runCommand(argv: string[], early: Logger): Promise<number>
   if (args.positionals.length > 0) throw new UsageError(`Cannot run: unexpected argument ${args.positionals[0]}\nusage: ${RUN_USAGE}`);
   const { config } = await loadConfigFromArgs(args, early);
   const log = new Logger({ format: config.logFormat, verbosity: config.verbosity });
-  if (config.mode === "ipvs") {
-    throw new Error("Cannot run in ipvs mode: not available in this build of kpx (use mode nftables)");
-  }
   const nodeName = resolveNodeName(config, hostname());
   if (!nodeName) throw new Error("Cannot tell this node's name: set --hostname-override");
   const runner = new ProcessRunner();
@@ -36,14 +39,18 @@ export async function runCommand(argv: string[], early: Logger): Promise<number>
   } catch (e) {
     log.warn("Cannot apply conntrack settings; continuing with the kernel's", { error: e });
   }
+  const mode = config.mode === "ipvs"
+    ? await startIPVSMode(config, runner, log, { fallback: args.flags["ipvs-fallback"] !== false })
+    : { config };
   const conntrack = checks.warnings.some((w) => w.includes("conntrack tool is not installed")) ? undefined : runner;
   const daemon = new Daemon({
-    config,
+    config: mode.config,
     nodeName,
     ...(args.flags["manifests"] ? { manifests: args.flags["manifests"] as string } : {}),
     planner: await Planner.load(),
     nft: new NftCli(runner),
     ...(conntrack ? { conntrack } : {}),
+    ...(mode.ipvs ? { ipvs: mode.ipvs } : {}),
     log,
   });
 

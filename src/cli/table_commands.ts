@@ -1,5 +1,15 @@
 /** `kpx cleanup` and `kpx status`: kpx's table on this node. */
-import { NftCli, ProcessRunner, TABLE_FAMILY, TABLE_NAME } from "../apply/mod.ts";
+import {
+  cleanupIPVS,
+  IpLink,
+  IpvsadmCli,
+  ipvsLoaded,
+  localAddresses,
+  NftCli,
+  ProcessRunner,
+  TABLE_FAMILY,
+  TABLE_NAME,
+} from "../apply/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import type { Output } from "./commands.ts";
 
@@ -10,6 +20,27 @@ export async function cleanupCommand(_argv: string[], log: Logger, out: Output):
     table: `${TABLE_FAMILY} ${TABLE_NAME}`,
   });
   await out(removed ? `removed table ${TABLE_FAMILY} ${TABLE_NAME}\n` : "nothing to remove\n");
+  // IPVS mode's leftovers, where IPVS is loaded at all.
+  const runner = new ProcessRunner();
+  if (await ipvsLoaded(runner)) {
+    const ipvs = await cleanupIPVS(
+      new IpvsadmCli(runner),
+      new IpLink(runner),
+      await localAddresses(runner),
+    );
+    for (const e of ipvs.errors) log.warn("Cannot delete an IPVS virtual service", { error: e });
+    if (ipvs.services.length || ipvs.link) {
+      log.info("Removed kpx's IPVS state", {
+        virtualServices: ipvs.services.length,
+        interface: ipvs.link,
+      });
+      await out(
+        `removed ${ipvs.services.length} IPVS virtual service(s)${
+          ipvs.link ? " and interface kube-ipvs0" : ""
+        }\n`,
+      );
+    }
+  }
   return 0;
 }
 

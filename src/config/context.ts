@@ -2,6 +2,7 @@
 import { collapseCIDRs, hostCIDR, type NodeSpec, parseIP } from "../state/mod.ts";
 import type { LocalDetection, PlanContext } from "../planner/mod.ts";
 import type { Config } from "./config.ts";
+import { ipvsContext } from "./ipvs_context.ts";
 
 export interface ContextNotes {
   /** Facts worth one log line (e.g. "no local detection for IPv6"). */
@@ -65,6 +66,7 @@ export function planContext(
     localDetection,
     nodePortAddresses,
     serviceCIDRs: collapseCIDRs(config.serviceCIDRs),
+    ...(config.mode === "ipvs" ? { ipvs: ipvsContext(config, node, nodePortAddresses) } : {}),
     notes,
   };
 }

@@ -16,5 +16,6 @@ export {
   type LoadedConfig,
 } from "./load.ts";
 export { planContext, resolveNodeName } from "./context.ts";
+export { ipvsContext, ipvsNodeIPs } from "./ipvs_context.ts";
 export { type Setting, SETTINGS } from "./settings.ts";
 export { formatDuration, parseDuration } from "./duration.ts";

@@ -3,7 +3,14 @@
  * when, the applier programs the kernel, the servers report. Stopping leaves
  * the rules in place (traffic keeps flowing); `kpx cleanup` removes them.
  */
-import { Applier, type Nft, type Runner } from "../apply/mod.ts";
+import {
+  Applier,
+  type DummyLink,
+  type Ipvs,
+  IPVSApplier,
+  type Nft,
+  type Runner,
+} from "../apply/mod.ts";
 import { type Config, planContext } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import { type KpxMetrics, kpxMetrics } from "../metrics/mod.ts";
@@ -24,6 +31,8 @@ export interface DaemonOptions {
   nft: Nft;
   /** Runs conntrack; absent: no conntrack cleanup. */
   conntrack?: Runner;
+  /** IPVS mode (config.mode "ipvs"): the IPVS table and the kube-ipvs0 interface. */
+  ipvs?: { ipvs: Ipvs; link: DummyLink };
   log: Logger;
   clock?: Clock;
   metrics?: KpxMetrics;
@@ -43,7 +52,7 @@ export class Daemon {
   #log: Logger;
   #clock: Clock;
   #ingest: Ingest;
-  #applier: Applier;
+  #applier: Pick<Applier, "init" | "sync">;
   #loop: SyncLoop;
   #source: Source | undefined;
   #servers: HttpServer[] = [];
@@ -62,13 +71,19 @@ export class Daemon {
     this.state = new ClusterState(opts.nodeName);
     this.health = new ProxyHealth(2 * this.#config.syncPeriodMs, () => this.#clock.now());
     this.#ingest = new Ingest(this.state, opts.log, this.metrics, () => this.#clock.now());
-    this.#applier = new Applier({
+    const applier = {
       nft: opts.nft,
       planner: opts.planner,
       log: opts.log,
       metrics: this.metrics,
       ...(opts.conntrack ? { conntrack: opts.conntrack } : {}),
-    });
+    };
+    if (this.#config.mode === "ipvs" && !opts.ipvs) {
+      throw new TypeError("Cannot start in ipvs mode: no IPVS access given");
+    }
+    this.#applier = this.#config.mode === "ipvs" && opts.ipvs
+      ? new IPVSApplier({ ...applier, ...opts.ipvs, excludeCIDRs: this.#config.ipvs.excludeCIDRs })
+      : new Applier(applier);
     this.#loop = this.#newLoop();
     this.#ingest.onChange = () => {
       this.health.queued();

@@ -6,7 +6,7 @@
 import type { Service } from "../state/mod.ts";
 import type { Inventory, PlanContext } from "./types.ts";
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 const MAGIC = 0x5058504b; // "KPXP"
 const PROTO = { TCP: 1, UDP: 2, SCTP: 3 } as const;
 
@@ -85,6 +85,9 @@ function header(e: Encoder, mode: number, generation: number, ctx: PlanContext, 
   e.strs(ctx.serviceCIDRs);
   e.str(ctx.nodeName);
   e.str(ctx.nodeZone);
+  // ABI 2: IPVS mode's scheduler and node-port addresses (empty in nftables mode).
+  e.str(ctx.ipvs?.scheduler ?? "");
+  e.strs(ctx.ipvs?.nodeIPs ?? []);
   e.u32(inv.layout);
   e.strs(inv.chains);
   e.strs(inv.sets);

@@ -9,6 +9,7 @@ export {
 export {
   EMPTY_INVENTORY,
   type Inventory,
+  type IPVSContext,
   type LocalDetection,
   type PlanContext,
   type PlanOutput,
@@ -16,3 +17,23 @@ export {
 export { formatBatchLines, renderBatch, renderExpr, renderStmt } from "./render.ts";
 export { nextInventory } from "./inventory.ts";
 export { type PendingPlan, PlanSession } from "./session.ts";
+export {
+  allServices,
+  formatRestore,
+  hostPort,
+  type IPVSForward,
+  type IPVSPlan,
+  type IPVSPlanOutput,
+  type IPVSProtocol,
+  isIPVSPlanOutput,
+  parseIPVSRecord,
+  parseRestore,
+  realKey,
+  realOptions,
+  type RealServer,
+  renderIPVSPlan,
+  type ServiceIPVS,
+  serviceKey,
+  serviceOptions,
+  type VirtualService,
+} from "./ipvs.ts";

@@ -7,6 +7,7 @@ import { PLANNER_WASM_BASE64 } from "../../wasm/build/planner_wasm.ts";
 import type { Service } from "../state/mod.ts";
 import { ABI_VERSION, type EncodedChange, type EncodedService, encodeDelta, encodeFull } from "./encode.ts";
 import type { Inventory, PlanContext, PlanOutput } from "./types.ts";
+import { type IPVSPlanOutput, parseIPVSRecord } from "./ipvs.ts";
 
 export class PlannerError extends Error {
   override name = "PlannerError";
@@ -21,6 +22,8 @@ interface PlannerExports {
   outputPtr(): number;
   batchPtr(): number;
   batchLen(): number;
+  planIPVS(): number;
+  ipvsLayoutVersion(): number;
 }
 
 function decodeBase64(b64: string): Uint8Array<ArrayBuffer> {
@@ -65,6 +68,8 @@ class OutputReader {
 
 export class Planner {
   #module: WebAssembly.Module;
+  /** planFull/planDelta plan IPVS mode (see forIPVS()). */
+  #ipvs = false;
   readonly layoutVersion: number;
 
   private constructor(module: WebAssembly.Module, layoutVersion: number) {
@@ -111,17 +116,25 @@ export class Planner {
     return ex;
   }
 
-  #run(input: Uint8Array): PlanOutput {
+  #run(input: Uint8Array): PlanOutput;
+  #run(input: Uint8Array, ipvs: true): IPVSPlanOutput;
+  #run(input: Uint8Array, ipvs = false): PlanOutput {
     let aborted = "";
     const ex = this.#instantiate((m) => aborted = m);
     try {
       const ptr = ex.allocInput(input.length);
       new Uint8Array(ex.memory.buffer, ptr, input.length).set(input);
-      const len = ex.plan();
+      const len = ipvs ? ex.planIPVS() : ex.plan();
       const reader = new OutputReader(new Uint8Array(ex.memory.buffer, ex.outputPtr(), len));
       // A copy: the module's memory goes away with its instance.
       const batch = new Uint8Array(ex.memory.buffer, ex.batchPtr(), ex.batchLen()).slice();
-      return { batch, added: reader.strs(), removed: reader.strs(), warnings: reader.strs() };
+      const out = { batch, added: reader.strs(), removed: reader.strs(), warnings: reader.strs() };
+      if (!ipvs) return out;
+      const withIPVS: IPVSPlanOutput = {
+        ...out,
+        ipvs: { records: reader.strs().map(parseIPVSRecord), addresses: reader.strs() },
+      };
+      return withIPVS;
     } catch (e) {
       throw new PlannerError(
         `Cannot plan: the planner failed${aborted ? `: ${aborted}` : ""}`,
@@ -137,6 +150,7 @@ export class Planner {
     inventory: Inventory,
     generation: number,
   ): PlanOutput {
+    if (this.#ipvs) return this.planIPVSFull(services, ctx, inventory, generation);
     return this.#run(encodeFull(services, ctx, inventory, generation));
   }
 
@@ -147,6 +161,48 @@ export class Planner {
     inventory: Inventory,
     generation: number,
   ): PlanOutput {
+    if (this.#ipvs) return this.planIPVSDelta(changes, ctx, inventory, generation);
     return this.#run(encodeDelta(changes, ctx, inventory, generation));
+  }
+
+  /** IPVS mode: the whole nftables table, and every service's virtual services. */
+  planIPVSFull(
+    services: readonly (Service | EncodedService)[],
+    ctx: PlanContext,
+    inventory: Inventory,
+    generation: number,
+  ): IPVSPlanOutput {
+    Planner.#needsIPVS(ctx);
+    return this.#run(encodeFull(services, ctx, inventory, generation), true);
+  }
+
+  /** IPVS mode: element changes of the changed services, and their virtual services now. */
+  planIPVSDelta(
+    changes: readonly EncodedChange[],
+    ctx: PlanContext,
+    inventory: Inventory,
+    generation: number,
+  ): IPVSPlanOutput {
+    Planner.#needsIPVS(ctx);
+    return this.#run(encodeDelta(changes, ctx, inventory, generation), true);
+  }
+
+  /** IPVS mode needs a scheduler (and node addresses) in the context. */
+  static #needsIPVS(ctx: PlanContext): void {
+    if (!ctx.ipvs?.scheduler) {
+      throw new PlannerError("Cannot plan IPVS mode: the plan context has no ipvs scheduler");
+    }
+  }
+
+  /**
+   * The same module planning IPVS mode through planFull/planDelta, with IPVS
+   * mode's layout version: what a PlanSession needs to track an IPVS-mode
+   * table (its outputs are IPVSPlanOutputs; see isIPVSPlanOutput()).
+   */
+  forIPVS(): Planner {
+    const ex = this.#instantiate(() => {});
+    const p = new Planner(this.#module, ex.ipvsLayoutVersion());
+    p.#ipvs = true;
+    return p;
   }
 }

@@ -14,6 +14,16 @@ export interface PlanContext {
   nodePortAddresses: string[] | null;
   /** Traffic to unallocated IPs in these CIDRs is rejected. */
   serviceCIDRs: string[];
+  /** IPVS mode only (see src/planner/ipvs.ts); absent in nftables mode. */
+  ipvs?: IPVSContext;
+}
+
+/** What IPVS mode adds to the context. */
+export interface IPVSContext {
+  /** Scheduler of every virtual service (ipvsadm -s). */
+  scheduler: string;
+  /** Node addresses that get node-port virtual services (canonical, sorted). */
+  nodeIPs: string[];
 }
 
 export type LocalDetection =

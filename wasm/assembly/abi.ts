@@ -1,6 +1,6 @@
 // The planner ABI. Bump ABI_VERSION whenever the input or output layout changes:
 // the host refuses a module whose version differs from its own.
-export const ABI_VERSION: u32 = 1;
+export const ABI_VERSION: u32 = 2;
 // "KPXP" little-endian: first word of every input buffer.
 export const INPUT_MAGIC: u32 = 0x5058504b;
 // Version of the nftables layout (names and types of the fixed objects). It is

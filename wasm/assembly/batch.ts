@@ -35,7 +35,7 @@ export class PlanResult {
 }
 
 /** Writes `{"<verb>":{"<kind>":{family,table,<body>}}}` commands, comma-separated. */
-class Commands {
+export class Commands {
   n: i32 = 0;
   constructor(public w: ByteWriter) {
     w.str('{"nftables":[');

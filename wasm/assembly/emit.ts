@@ -68,19 +68,19 @@ function pickVerdict(path: i32, uniform: bool, n: i32): string {
   return v;
 }
 
-function firstOfFamily(addrs: string[], v6: bool): string {
+export function firstOfFamily(addrs: string[], v6: bool): string {
   for (let i = 0; i < addrs.length; i++) if (isV6(unchecked(addrs[i])) == v6) return unchecked(addrs[i]);
   return "";
 }
 
-function countOfFamily(addrs: string[], v6: bool): i32 {
+export function countOfFamily(addrs: string[], v6: bool): i32 {
   let n = 0;
   for (let i = 0; i < addrs.length; i++) if (isV6(unchecked(addrs[i])) == v6) n++;
   return n;
 }
 
 /** The endpoints of one family; the port's own array when all are of it. */
-function endpointsOfFamily(eps: Endpoint[], v6: bool): Endpoint[] {
+export function endpointsOfFamily(eps: Endpoint[], v6: bool): Endpoint[] {
   let all = true;
   for (let i = 0; i < eps.length; i++) if (unchecked(eps[i]).v6 != v6) all = false;
   if (all) return eps;
@@ -202,7 +202,7 @@ function emitPort(svc: Service, p: ServicePort, v6: bool, cfg: Config, sink: Sin
   if (p.nodePort > 0) externalDestination(ctx, npInner(ctx.proto, p.nodePort), true);
 }
 
-function writeFirewallKey(w: ByteWriter, inner: string, range: string): void {
+export function writeFirewallKey(w: ByteWriter, inner: string, range: string): void {
   w.str('{"concat":[').str(inner);
   const slash = range.indexOf("/");
   if (slash < 0) {

@@ -7,6 +7,8 @@ import { ABI_VERSION, LAYOUT_VERSION, MODE_FULL } from "./abi";
 import { readInput } from "./model";
 import { planDelta, planFull, PlanResult } from "./batch";
 import { ByteWriter } from "./writer";
+import { IPVSPlanResult, planIPVSDelta, planIPVSFull } from "./ipvs_batch";
+import { IPVS_LAYOUT_VERSION } from "./ipvs_layout";
 
 let input: Uint8Array = new Uint8Array(0);
 let output: ByteWriter = new ByteWriter(16);
@@ -67,4 +69,26 @@ export function batchPtr(): usize {
 
 export function batchLen(): u32 {
   return <u32>batch.len;
+}
+
+/** Layout version of IPVS mode's nftables table (its generation marker's name). */
+export function ipvsLayoutVersion(): u32 {
+  return IPVS_LAYOUT_VERSION;
+}
+
+/** Plans the input for IPVS mode. The nftables batch is at batchPtr()/batchLen();
+ *  the side output holds plan()'s three lists, then two more: the IPVS records
+ *  (one per service covered: `svc <id>`, `bind <address>` lines, then
+ *  ipvsadm-restore lines) and, for a full plan, kube-ipvs0's addresses. */
+export function planIPVS(): u32 {
+  const parsed = readInput(input.dataStart, <usize>input.length);
+  const res: IPVSPlanResult = parsed.mode == MODE_FULL ? planIPVSFull(parsed) : planIPVSDelta(parsed);
+  batch = res.nft.batch;
+  output = new ByteWriter(1024);
+  strs(output, res.nft.added);
+  strs(output, res.nft.removed);
+  strs(output, res.nft.warnings);
+  strs(output, res.records);
+  strs(output, res.addresses);
+  return <u32>output.len;
 }

@@ -201,7 +201,7 @@ function baseChain(type: string, hook: string, prio: i32): string {
 
 /** Match for "the source is local to the cluster / this node" (detect-local),
  *  or "" when the configured mode gives no answer for this family. */
-function localSource(cfg: Config, v6: bool, negate: bool): string {
+export function localSource(cfg: Config, v6: bool, negate: bool): string {
   const op = negate ? "!=" : "==";
   if (cfg.localMode == LOCAL_CIDR) {
     // pod-cidrs holds clusterCIDR (ClusterCIDR mode) or the node's podCIDRs

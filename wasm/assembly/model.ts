@@ -76,6 +76,10 @@ export class Config {
   serviceCIDRs: string[] = [];
   nodeName: string = "";
   nodeZone: string = "";
+  /** IPVS mode: the scheduler of every virtual service ("" in nftables mode). */
+  ipvsScheduler: string = "";
+  /** IPVS mode: node addresses that get node-port virtual services. */
+  ipvsNodeIPs: string[] = [];
 }
 
 export class Inventory {
@@ -160,6 +164,8 @@ export function readInput(ptr: usize, len: usize): PlanInput {
   c.serviceCIDRs = r.strs();
   c.nodeName = r.str();
   c.nodeZone = r.str();
+  c.ipvsScheduler = r.str();
+  c.ipvsNodeIPs = r.strs();
   input.inventory.layout = r.u32();
   input.inventory.chains = r.strs();
   input.inventory.sets = r.strs();
