@@ -1,65 +1,24 @@
 /**
- * Types shared by probe_client.ts (runs inside a namespace) and the testbed (which starts it).
+ * Types shared by the probe client and the testbed. The client and its types moved to
+ * src/trace/ (`kpx trace` sends its probes with it); the testbed keeps its own narrower
+ * request type: echo servers speak TCP and UDP only.
  * @module
  */
+
+import type { ProbeRequest as AnyProbeRequest } from "../../src/trace/mod.ts";
+
+export {
+  DEFAULT_PROBE_TIMEOUT_MS,
+  type ProbeBatch,
+  type ProbeError,
+  type ProbeFailure,
+  type ProbeResult,
+  type ProbeSuccess,
+} from "../../src/trace/mod.ts";
 
 export type Protocol = "tcp" | "udp";
 
 /** One request to an echo server. */
-export interface ProbeRequest {
-  /** Destination IPv4 or IPv6 literal. */
-  ip: string;
-  port: number;
+export interface ProbeRequest extends AnyProbeRequest {
   protocol: Protocol;
-  /** Whole-request deadline (connect + reply). Default 1000 ms. */
-  timeoutMs?: number;
-  /** Bind this source port (e.g. to test session affinity or conntrack tuples). */
-  sourcePort?: number;
-  /** Bind this source address (default: chosen by the kernel's route lookup). */
-  sourceIp?: string;
 }
-
-/**
- * How a request failed:
- * - "timeout": no answer before the deadline (a silent drop),
- * - "refused": TCP RST or ICMP port unreachable (a reject),
- * - "unreachable": ICMP host/net unreachable or administratively prohibited, or no route,
- * - "other": anything else (detail says what; "EPERM" is a drop by the sender's own output
- *   rules, which refuse locally made packets with an error instead of losing them).
- */
-export type ProbeFailure = "timeout" | "refused" | "unreachable" | "other";
-
-/** An echo server answered with `<pod> <peer>`. */
-export interface ProbeSuccess {
-  ok: true;
-  /** Name the echo server was started with (pod name or hostNetwork server name). */
-  pod: string;
-  /** Client address as the server saw it (IPv4-mapped IPv6 is unmapped). */
-  peer: string;
-  /** The raw reply line. */
-  reply: string;
-  /** Local (source) port this request used. */
-  sourcePort: number;
-  elapsedMs: number;
-}
-
-export interface ProbeError {
-  ok: false;
-  failure: ProbeFailure;
-  /** errno name or a short explanation, e.g. "ECONNREFUSED". */
-  detail: string;
-  /** Local port, when the socket got one before failing. */
-  sourcePort?: number;
-  elapsedMs: number;
-}
-
-export type ProbeResult = ProbeSuccess | ProbeError;
-
-/** What probe_client.ts reads as JSON on stdin. */
-export interface ProbeBatch {
-  requests: ProbeRequest[];
-  /** How many requests are in flight at once. Default 64. */
-  concurrency?: number;
-}
-
-export const DEFAULT_PROBE_TIMEOUT_MS = 1000;

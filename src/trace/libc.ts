@@ -1,5 +1,5 @@
 /**
- * Raw BSD sockets through libc FFI, for probe_client.ts only.
+ * BSD sockets through libc FFI, for probe_client.ts only.
  *
  * Why not Deno.connect / node:net / node:dgram: none of them can report an ICMP port unreachable
  * on a UDP socket (Deno's node:dgram swallows it; an unconnected socket never sees it), and
@@ -11,12 +11,14 @@
  * @module
  */
 
-import { parseIPv6 } from "./_testbed_addresses.ts";
+import { parseIP } from "../state/mod.ts";
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
+/** Raw IP: we write the transport header (SCTP probes on a kernel without SCTP sockets). */
+export const SOCK_RAW = 3;
 const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
@@ -39,6 +41,10 @@ export const Errno = {
   EAGAIN: 11,
   EACCES: 13,
   ENONET: 64,
+  ENOPROTOOPT: 92,
+  EPROTONOSUPPORT: 93,
+  ESOCKTNOSUPPORT: 94,
+  EAFNOSUPPORT: 97,
   EADDRINUSE: 98,
   EADDRNOTAVAIL: 99,
   ENETUNREACH: 101,
@@ -78,7 +84,17 @@ type Libc = Deno.DynamicLibrary<typeof symbols>["symbols"];
 let libc: Libc | undefined;
 
 function lib(): Libc {
-  libc ??= Deno.dlopen("libc.so.6", symbols).symbols;
+  if (libc === undefined) {
+    try {
+      libc = Deno.dlopen("libc.so.6", symbols).symbols;
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Error(
+        `Cannot load libc.so.6 for probe sockets: ${reason} (the probe client needs --allow-ffi)`,
+        { cause: error },
+      );
+    }
+  }
   return libc;
 }
 
@@ -113,30 +129,28 @@ export function encodeSockaddr(ip: string, port: number): { family: number; byte
   const view = new DataView(bytes.buffer);
   view.setUint16(0, AF_INET, true);
   view.setUint16(2, port, false);
-  bytes.set(parseIPv4(ip), 4);
+  bytes.set(addressBytes(ip, 4), 4);
   return { family: AF_INET, bytes };
 }
 
-function parseIPv4(ip: string): Uint8Array {
-  const parts = ip.split(".").map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
-    throw new TypeError(`Cannot parse IPv4 address "${ip}"`);
-  }
-  return Uint8Array.from(parts);
-}
-
 function ipv6Bytes(ip: string): Uint8Array {
-  const bytes = new Uint8Array(16);
-  parseIPv6(ip).forEach((group, i) => {
-    bytes[2 * i] = group >> 8;
-    bytes[2 * i + 1] = group & 0xff;
-  });
-  return bytes;
+  return addressBytes(ip, 6);
 }
 
-/** Opens a non-blocking socket; `kind` is SOCK_STREAM or SOCK_DGRAM. */
-export function openSocket(family: number, kind: number): number {
-  const fd = lib().socket(family, kind | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+function addressBytes(ip: string, family: 4 | 6): Uint8Array {
+  const parsed = parseIP(ip);
+  if (parsed === null || parsed.family !== family) {
+    throw new TypeError(`Cannot parse IPv${family} address "${ip}"`);
+  }
+  return parsed.bytes;
+}
+
+/**
+ * Opens a non-blocking socket; `kind` is SOCK_STREAM, SOCK_DGRAM or SOCK_RAW (then `protocol`
+ * is the IP protocol number the socket sends and receives).
+ */
+export function openSocket(family: number, kind: number, protocol = 0): number {
+  const fd = lib().socket(family, kind | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
   if (fd < 0) throw new SocketCallError("open socket", lastErrno());
   return fd;
 }
@@ -154,7 +168,7 @@ export function bindSocket(fd: number, ip: string, port: number): void {
 }
 
 /**
- * Asks the kernel to report every ICMP error on this UDP socket. Without it Linux passes on
+ * Asks the kernel to report every ICMP error on this UDP (or raw) socket. Without it Linux passes on
  * only "hard" errors (port unreachable) and silently ignores host/net unreachable, which would
  * then look like a drop.
  */
