@@ -3,12 +3,25 @@
  * (and .json). `--quick` for fewer runs and sizes; `--only a,b` to pick suites.
  * Kernel benchmarks run only inside namespaces they create.
  */
-import { BenchReport } from "./report.ts";
+import { BenchReport, type Figure } from "./report.ts";
 import { planBench } from "./plan_bench.ts";
 import { applyBench } from "./apply_bench.ts";
 import { runBench } from "./run_bench.ts";
 import { packageBench } from "./package_bench.ts";
 import { ipvsBench } from "./ipvs_bench.ts";
+import { compareBench } from "./compare_bench.ts";
+
+/** The figures of the last run, or none when there is no readable report yet. */
+async function previousFigures(path: string): Promise<Figure[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw new Error(`Cannot read the last benchmark figures: ${path}`, { cause: error });
+  }
+  return JSON.parse(text) as Figure[];
+}
 
 type Suite = (report: BenchReport, opts: { quick: boolean }) => Promise<void>;
 
@@ -19,6 +32,8 @@ const SUITES: Record<string, Suite> = {
   daemon: runBench,
   package: packageBench,
   ipvs: ipvsBench,
+  // Side by side with kube-proxy's layouts (issue 7); also writes docs/performance.md.
+  compare: compareBench,
 };
 
 async function machineInfo(): Promise<string> {
@@ -53,8 +68,15 @@ for (const name of only) {
   }
   await suite(report, { quick });
 }
-const docs = new URL("../docs/", import.meta.url).pathname;
+const docs = decodeURIComponent(new URL("../docs/", import.meta.url).pathname);
 await Deno.mkdir(docs, { recursive: true });
+// A run of some suites (--only) keeps the other suites' last figures, so the
+// report always shows every suite; the suites just run replace theirs.
+report.keep(
+  await previousFigures(`${docs}benchmarks.json`),
+  new Set(only),
+  Object.keys(SUITES),
+);
 await Deno.writeTextFile(`${docs}benchmarks.md`, report.toMarkdown(await machineInfo()));
 await Deno.writeTextFile(`${docs}benchmarks.json`, JSON.stringify(report.figures, null, 1) + "\n");
 console.log(`wrote ${docs}benchmarks.md`);

@@ -57,6 +57,21 @@ export class BenchReport {
     );
   }
 
+  /**
+   * Adds figures of an earlier run for the suites not in `ran`, ahead of this
+   * run's, so a partial run (`--only`) rewrites only its own suites. Suites
+   * are then ordered as in `order` (unknown ones last).
+   */
+  keep(previous: readonly Figure[], ran: ReadonlySet<string>, order: readonly string[]): void {
+    const rank = (f: Figure) => {
+      const i = order.indexOf(f.suite);
+      return i < 0 ? order.length : i;
+    };
+    const kept = previous.filter((f) => !ran.has(f.suite));
+    // Array.prototype.sort is stable: figures keep their order within a suite.
+    this.figures = [...kept, ...this.figures].sort((a, b) => rank(a) - rank(b));
+  }
+
   toMarkdown(machine: string): string {
     const lines = [
       "# kpx benchmarks",
