@@ -220,7 +220,9 @@ export async function preflight(
       // Without procps these checks are skipped, not fatal: kpx itself does not need them.
       if (e instanceof CommandFailedError && e.code === 127) {
         sysctlMissing = true;
-        res.warnings.push("sysctl (procps) is not installed: forwarding and bridge settings are not checked, and conntrack settings are not applied");
+        res.warnings.push(
+          "sysctl (procps) is not installed: forwarding and bridge settings are not checked, and conntrack settings are not applied",
+        );
         return undefined;
       }
       throw e;

@@ -84,11 +84,13 @@ Deno.test({
 });
 
 Deno.test("preflight() without procps' sysctl warns instead of failing", async () => {
-  const r = await preflight(new ScriptedRunner((argv) => {
-    if (argv[0] === "sysctl") return { code: 127, stderr: "sysctl is not installed" };
-    if (argv[1] === "--version") return { stdout: v("nftables v1.0.6") };
-    return {};
-  }));
+  const r = await preflight(
+    new ScriptedRunner((argv) => {
+      if (argv[0] === "sysctl") return { code: 127, stderr: "sysctl is not installed" };
+      if (argv[1] === "--version") return { stdout: v("nftables v1.0.6") };
+      return {};
+    }),
+  );
   deepEqual(r.errors, []);
   equal(r.warnings.filter((w) => w.includes("sysctl (procps) is not installed")).length, 1);
 });

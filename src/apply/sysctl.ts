@@ -79,7 +79,10 @@ export const CONNTRACK_SYSCTL_KEYS = [
 ];
 
 /** Reads the current values and writes what differs; returns what changed. */
-export async function applyConntrackSysctls(runner: Runner, c: Config["conntrack"]): Promise<SysctlChange[]> {
+export async function applyConntrackSysctls(
+  runner: Runner,
+  c: Config["conntrack"],
+): Promise<SysctlChange[]> {
   const current: Record<string, string | undefined> = {};
   for (const k of CONNTRACK_SYSCTL_KEYS) current[k] = await readSysctl(runner, k);
   const changes = conntrackSysctls(c, navigator.hardwareConcurrency, current);

@@ -25,11 +25,17 @@ export const COMMANDS: Record<string, Command> = {
 };
 
 export const COMMAND_HELP: Record<string, string> = {
-  run: `usage: ${RUN_USAGE}\n\nWatches the Kubernetes API (kubeconfig, or in-cluster) or a directory of\nmanifests, and programs this node's nftables so Services reach their\nendpoints. SIGTERM stops it and leaves the rules; SIGHUP reloads --config.\n\n${flagHelp(RUN_FLAGS, true)}`,
+  run:
+    `usage: ${RUN_USAGE}\n\nWatches the Kubernetes API (kubeconfig, or in-cluster) or a directory of\nmanifests, and programs this node's nftables so Services reach their\nendpoints. SIGTERM stops it and leaves the rules; SIGHUP reloads --config.\n\n${
+      flagHelp(RUN_FLAGS, true)
+    }`,
   cleanup: "usage: kpx cleanup\n\nRemoves kpx's nftables table (inet kpx) from this node.",
   status: "usage: kpx status [-o json]\n\nShows what kpx has programmed on this node.",
   trace: `${TRACE_HELP}\n\n${flagHelp(TRACE_FLAGS, true)}`,
   __probe:
     "usage: kpx __probe < BATCH.json\n\nInternal: kpx trace's probe client (a probe batch as JSON on stdin, results as JSON on stdout).",
-  plan: `usage: ${PLAN_USAGE}\n\nPrints the nftables batch kpx would load for the Services, EndpointSlices\nand Node in the manifests (files or directories, YAML or JSON, List kinds).\n\n${flagHelp(PLAN_FLAGS, true)}`,
+  plan:
+    `usage: ${PLAN_USAGE}\n\nPrints the nftables batch kpx would load for the Services, EndpointSlices\nand Node in the manifests (files or directories, YAML or JSON, List kinds).\n\n${
+      flagHelp(PLAN_FLAGS, true)
+    }`,
 };

@@ -10,7 +10,10 @@ import { startIPVSMode } from "./ipvs_mode.ts";
 
 export const RUN_FLAGS: Record<string, FlagSpec> = {
   ...CONFIG_FLAG,
-  manifests: { type: "string", help: "follow Services/EndpointSlices/Node from this directory of manifests instead of the API" },
+  manifests: {
+    type: "string",
+    help: "follow Services/EndpointSlices/Node from this directory of manifests instead of the API",
+  },
   "ipvs-fallback": {
     type: "bool",
     help:
@@ -22,7 +25,11 @@ export const RUN_USAGE = "kpx run [--config FILE] [--manifests DIR] [flags]";
 
 export async function runCommand(argv: string[], early: Logger): Promise<number> {
   const args = parseArgs(argv, RUN_FLAGS);
-  if (args.positionals.length > 0) throw new UsageError(`Cannot run: unexpected argument ${args.positionals[0]}\nusage: ${RUN_USAGE}`);
+  if (args.positionals.length > 0) {
+    throw new UsageError(
+      `Cannot run: unexpected argument ${args.positionals[0]}\nusage: ${RUN_USAGE}`,
+    );
+  }
   const { config } = await loadConfigFromArgs(args, early);
   const log = new Logger({ format: config.logFormat, verbosity: config.verbosity });
   const nodeName = resolveNodeName(config, hostname());
@@ -32,17 +39,23 @@ export async function runCommand(argv: string[], early: Logger): Promise<number>
   for (const w of checks.warnings) log.warn(w);
   if (checks.errors.length) {
     for (const e of checks.errors) log.error(e);
-    throw new Error(`Cannot run: this node lacks what kpx needs (${checks.errors.length} problem(s) above)`);
+    throw new Error(
+      `Cannot run: this node lacks what kpx needs (${checks.errors.length} problem(s) above)`,
+    );
   }
   try {
-    for (const ch of await applyConntrackSysctls(runner, config.conntrack)) log.info("Set sysctl", { sysctl: ch.key, from: ch.from, to: ch.to });
+    for (const ch of await applyConntrackSysctls(runner, config.conntrack)) {
+      log.info("Set sysctl", { sysctl: ch.key, from: ch.from, to: ch.to });
+    }
   } catch (e) {
     log.warn("Cannot apply conntrack settings; continuing with the kernel's", { error: e });
   }
   const mode = config.mode === "ipvs"
     ? await startIPVSMode(config, runner, log, { fallback: args.flags["ipvs-fallback"] !== false })
     : { config };
-  const conntrack = checks.warnings.some((w) => w.includes("conntrack tool is not installed")) ? undefined : runner;
+  const conntrack = checks.warnings.some((w) => w.includes("conntrack tool is not installed"))
+    ? undefined
+    : runner;
   const daemon = new Daemon({
     config: mode.config,
     nodeName,
@@ -75,7 +88,9 @@ export async function runCommand(argv: string[], early: Logger): Promise<number>
       const next = loadConfig({ file: { path: configPath, text }, flags: args.settings }).config;
       daemon.reload(next);
     } catch (e) {
-      log.error("Cannot reload the configuration; keeping the current one", { error: errorText(e) });
+      log.error("Cannot reload the configuration; keeping the current one", {
+        error: errorText(e),
+      });
     }
   };
   Deno.addSignalListener("SIGTERM", onTerm);

@@ -4,7 +4,13 @@
  * command line both go through this table, so they cannot drift apart.
  */
 import { parseCIDR } from "../state/mod.ts";
-import { type Config, ConfigError, type DetectLocalMode, IPVS_SCHEDULERS, type IPVSScheduler } from "./config.ts";
+import {
+  type Config,
+  ConfigError,
+  type DetectLocalMode,
+  IPVS_SCHEDULERS,
+  type IPVSScheduler,
+} from "./config.ts";
 import { parseDuration } from "./duration.ts";
 
 export type SettingType = "string" | "bool" | "int" | "duration" | "list";
@@ -37,13 +43,21 @@ function cidrs(v: Value, where: string): string[] {
   });
 }
 
-function scoped(key: "syncPeriodMs" | "minSyncPeriodMs", section: "any" | "iptables" | "nftables" | "ipvs") {
+function scoped(
+  key: "syncPeriodMs" | "minSyncPeriodMs",
+  section: "any" | "iptables" | "nftables" | "ipvs",
+) {
   return (_c: Config, v: Value, s: ModeScoped) => {
     s[key][section] = v as number;
   };
 }
 
-const DETECT_LOCAL_MODES: DetectLocalMode[] = ["ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"];
+const DETECT_LOCAL_MODES: DetectLocalMode[] = [
+  "ClusterCIDR",
+  "NodeCIDR",
+  "BridgeInterface",
+  "InterfaceNamePrefix",
+];
 
 export const SETTINGS: Setting[] = [
   {
@@ -55,16 +69,42 @@ export const SETTINGS: Setting[] = [
       const m = String(v);
       if (m === "") return;
       if (m !== "nftables" && m !== "ipvs") {
-        throw new ConfigError(where, `mode ${JSON.stringify(m)} is not supported (kpx implements nftables and ipvs)`);
+        throw new ConfigError(
+          where,
+          `mode ${JSON.stringify(m)} is not supported (kpx implements nftables and ipvs)`,
+        );
       }
       c.mode = m;
       c.modeExplicit = true;
     },
   },
-  { path: "clientConnection.kubeconfig", flag: "kubeconfig", type: "string", help: "kubeconfig file (default: in-cluster)", apply: (c, v) => c.kubeconfig = String(v) },
-  { flag: "master", type: "string", help: "API server address (overrides the kubeconfig's)", apply: (c, v) => c.master = String(v) },
-  { path: "hostnameOverride", flag: "hostname-override", type: "string", help: "node name to use instead of the hostname", apply: (c, v) => c.hostnameOverride = String(v).trim().toLowerCase() },
-  { path: "clusterCIDR", flag: "cluster-cidr", type: "string", help: "pod CIDR(s) of the cluster, comma-separated", apply: (c, v, _s, w) => c.clusterCIDRs = cidrs(v, w) },
+  {
+    path: "clientConnection.kubeconfig",
+    flag: "kubeconfig",
+    type: "string",
+    help: "kubeconfig file (default: in-cluster)",
+    apply: (c, v) => c.kubeconfig = String(v),
+  },
+  {
+    flag: "master",
+    type: "string",
+    help: "API server address (overrides the kubeconfig's)",
+    apply: (c, v) => c.master = String(v),
+  },
+  {
+    path: "hostnameOverride",
+    flag: "hostname-override",
+    type: "string",
+    help: "node name to use instead of the hostname",
+    apply: (c, v) => c.hostnameOverride = String(v).trim().toLowerCase(),
+  },
+  {
+    path: "clusterCIDR",
+    flag: "cluster-cidr",
+    type: "string",
+    help: "pod CIDR(s) of the cluster, comma-separated",
+    apply: (c, v, _s, w) => c.clusterCIDRs = cidrs(v, w),
+  },
   {
     path: "detectLocalMode",
     flag: "detect-local-mode",
@@ -74,26 +114,57 @@ export const SETTINGS: Setting[] = [
       const m = String(v);
       if (m === "") return;
       if (!DETECT_LOCAL_MODES.includes(m as DetectLocalMode)) {
-        throw new ConfigError(where, `${JSON.stringify(m)} is not one of ${DETECT_LOCAL_MODES.join(", ")}`);
+        throw new ConfigError(
+          where,
+          `${JSON.stringify(m)} is not one of ${DETECT_LOCAL_MODES.join(", ")}`,
+        );
       }
       c.detectLocalMode = m as DetectLocalMode;
     },
   },
-  { path: "detectLocal.bridgeInterface", flag: "pod-bridge-interface", type: "string", help: "bridge of local pods (BridgeInterface mode)", apply: (c, v) => c.bridgeInterface = String(v) },
-  { path: "detectLocal.interfaceNamePrefix", flag: "pod-interface-name-prefix", type: "string", help: "interface prefix of local pods (InterfaceNamePrefix mode)", apply: (c, v) => c.interfaceNamePrefix = String(v) },
+  {
+    path: "detectLocal.bridgeInterface",
+    flag: "pod-bridge-interface",
+    type: "string",
+    help: "bridge of local pods (BridgeInterface mode)",
+    apply: (c, v) => c.bridgeInterface = String(v),
+  },
+  {
+    path: "detectLocal.interfaceNamePrefix",
+    flag: "pod-interface-name-prefix",
+    type: "string",
+    help: "interface prefix of local pods (InterfaceNamePrefix mode)",
+    apply: (c, v) => c.interfaceNamePrefix = String(v),
+  },
   {
     path: "nodePortAddresses",
     flag: "nodeport-addresses",
     type: "list",
-    help: "CIDRs (or \"primary\") node ports accept traffic on; default all local addresses",
+    help: 'CIDRs (or "primary") node ports accept traffic on; default all local addresses',
     apply: (c, v, _s, where) => {
       const items = (v as string[]).map((s) => s.trim()).filter(Boolean);
       c.nodePortAddresses = items.map((s) => s === "primary" ? s : cidrs(s, where)[0]!);
     },
   },
-  { path: "iptables.masqueradeAll", flag: "masquerade-all", type: "bool", help: "masquerade all traffic to ClusterIPs", apply: (c, v) => c.masqueradeAll = c.masqueradeAll || v as boolean },
-  { path: "nftables.masqueradeAll", type: "bool", help: "masquerade all traffic to ClusterIPs", apply: (c, v) => c.masqueradeAll = c.masqueradeAll || v as boolean },
-  { path: "linux.masqueradeAll", type: "bool", help: "masquerade all traffic to ClusterIPs", apply: (c, v) => c.masqueradeAll = c.masqueradeAll || v as boolean },
+  {
+    path: "iptables.masqueradeAll",
+    flag: "masquerade-all",
+    type: "bool",
+    help: "masquerade all traffic to ClusterIPs",
+    apply: (c, v) => c.masqueradeAll = c.masqueradeAll || v as boolean,
+  },
+  {
+    path: "nftables.masqueradeAll",
+    type: "bool",
+    help: "masquerade all traffic to ClusterIPs",
+    apply: (c, v) => c.masqueradeAll = c.masqueradeAll || v as boolean,
+  },
+  {
+    path: "linux.masqueradeAll",
+    type: "bool",
+    help: "masquerade all traffic to ClusterIPs",
+    apply: (c, v) => c.masqueradeAll = c.masqueradeAll || v as boolean,
+  },
   ...["iptables", "nftables"].map((section): Setting => ({
     path: `${section}.masqueradeBit`,
     ...(section === "iptables" ? { flag: "iptables-masquerade-bit" } : {}),
@@ -105,14 +176,60 @@ export const SETTINGS: Setting[] = [
       c.masqueradeBit = n;
     },
   })),
-  { path: "syncPeriod", flag: "sync-period", type: "duration", help: "full resync period (default 30s)", apply: scoped("syncPeriodMs", "any") },
-  { path: "minSyncPeriod", flag: "min-sync-period", type: "duration", help: "minimum time between syncs (default 1s)", apply: scoped("minSyncPeriodMs", "any") },
-  { path: "iptables.syncPeriod", flag: "iptables-sync-period", type: "duration", help: "full resync period", apply: scoped("syncPeriodMs", "iptables") },
-  { path: "iptables.minSyncPeriod", flag: "iptables-min-sync-period", type: "duration", help: "minimum time between syncs", apply: scoped("minSyncPeriodMs", "iptables") },
-  { path: "nftables.syncPeriod", type: "duration", help: "full resync period", apply: scoped("syncPeriodMs", "nftables") },
-  { path: "nftables.minSyncPeriod", type: "duration", help: "minimum time between syncs", apply: scoped("minSyncPeriodMs", "nftables") },
-  { path: "ipvs.syncPeriod", flag: "ipvs-sync-period", type: "duration", help: "full resync period (ipvs mode)", apply: scoped("syncPeriodMs", "ipvs") },
-  { path: "ipvs.minSyncPeriod", flag: "ipvs-min-sync-period", type: "duration", help: "minimum time between syncs (ipvs mode)", apply: scoped("minSyncPeriodMs", "ipvs") },
+  {
+    path: "syncPeriod",
+    flag: "sync-period",
+    type: "duration",
+    help: "full resync period (default 30s)",
+    apply: scoped("syncPeriodMs", "any"),
+  },
+  {
+    path: "minSyncPeriod",
+    flag: "min-sync-period",
+    type: "duration",
+    help: "minimum time between syncs (default 1s)",
+    apply: scoped("minSyncPeriodMs", "any"),
+  },
+  {
+    path: "iptables.syncPeriod",
+    flag: "iptables-sync-period",
+    type: "duration",
+    help: "full resync period",
+    apply: scoped("syncPeriodMs", "iptables"),
+  },
+  {
+    path: "iptables.minSyncPeriod",
+    flag: "iptables-min-sync-period",
+    type: "duration",
+    help: "minimum time between syncs",
+    apply: scoped("minSyncPeriodMs", "iptables"),
+  },
+  {
+    path: "nftables.syncPeriod",
+    type: "duration",
+    help: "full resync period",
+    apply: scoped("syncPeriodMs", "nftables"),
+  },
+  {
+    path: "nftables.minSyncPeriod",
+    type: "duration",
+    help: "minimum time between syncs",
+    apply: scoped("minSyncPeriodMs", "nftables"),
+  },
+  {
+    path: "ipvs.syncPeriod",
+    flag: "ipvs-sync-period",
+    type: "duration",
+    help: "full resync period (ipvs mode)",
+    apply: scoped("syncPeriodMs", "ipvs"),
+  },
+  {
+    path: "ipvs.minSyncPeriod",
+    flag: "ipvs-min-sync-period",
+    type: "duration",
+    help: "minimum time between syncs (ipvs mode)",
+    apply: scoped("minSyncPeriodMs", "ipvs"),
+  },
   {
     path: "ipvs.scheduler",
     flag: "ipvs-scheduler",
@@ -122,27 +239,89 @@ export const SETTINGS: Setting[] = [
       const s = String(v);
       if (s === "") return;
       if (!IPVS_SCHEDULERS.includes(s as IPVSScheduler)) {
-        throw new ConfigError(where, `${JSON.stringify(s)} is not one of ${IPVS_SCHEDULERS.join(", ")}`);
+        throw new ConfigError(
+          where,
+          `${JSON.stringify(s)} is not one of ${IPVS_SCHEDULERS.join(", ")}`,
+        );
       }
       c.ipvs.scheduler = s as IPVSScheduler;
     },
   },
-  { path: "ipvs.strictARP", flag: "ipvs-strict-arp", type: "bool", help: "arp_ignore/arp_announce for IPVS service IPs", apply: (c, v) => c.ipvs.strictARP = v as boolean },
-  { path: "ipvs.excludeCIDRs", flag: "ipvs-exclude-cidrs", type: "list", help: "virtual services kpx must not remove", apply: (c, v, _s, w) => c.ipvs.excludeCIDRs = cidrs(v, w) },
-  { path: "ipvs.tcpTimeout", flag: "ipvs-tcp-timeout", type: "duration", help: "IPVS TCP session timeout", apply: (c, v) => c.ipvs.tcpTimeoutMs = v as number },
-  { path: "ipvs.tcpFinTimeout", flag: "ipvs-tcpfin-timeout", type: "duration", help: "IPVS TCP FIN timeout", apply: (c, v) => c.ipvs.tcpFinTimeoutMs = v as number },
-  { path: "ipvs.udpTimeout", flag: "ipvs-udp-timeout", type: "duration", help: "IPVS UDP timeout", apply: (c, v) => c.ipvs.udpTimeoutMs = v as number },
-  { path: "healthzBindAddress", flag: "healthz-bind-address", type: "string", help: "ip:port of /healthz and /livez (default 0.0.0.0:10256)", apply: (c, v) => c.healthzBindAddress = String(v) },
-  { path: "metricsBindAddress", flag: "metrics-bind-address", type: "string", help: "ip:port of /metrics (default 127.0.0.1:10249)", apply: (c, v) => c.metricsBindAddress = String(v) },
-  { flag: "service-cluster-ip-range", type: "string", help: "kpx: service CIDR(s); unallocated addresses in them are rejected", apply: (c, v, _s, w) => c.serviceCIDRs = cidrs(v, w) },
+  {
+    path: "ipvs.strictARP",
+    flag: "ipvs-strict-arp",
+    type: "bool",
+    help: "arp_ignore/arp_announce for IPVS service IPs",
+    apply: (c, v) => c.ipvs.strictARP = v as boolean,
+  },
+  {
+    path: "ipvs.excludeCIDRs",
+    flag: "ipvs-exclude-cidrs",
+    type: "list",
+    help: "virtual services kpx must not remove",
+    apply: (c, v, _s, w) => c.ipvs.excludeCIDRs = cidrs(v, w),
+  },
+  {
+    path: "ipvs.tcpTimeout",
+    flag: "ipvs-tcp-timeout",
+    type: "duration",
+    help: "IPVS TCP session timeout",
+    apply: (c, v) => c.ipvs.tcpTimeoutMs = v as number,
+  },
+  {
+    path: "ipvs.tcpFinTimeout",
+    flag: "ipvs-tcpfin-timeout",
+    type: "duration",
+    help: "IPVS TCP FIN timeout",
+    apply: (c, v) => c.ipvs.tcpFinTimeoutMs = v as number,
+  },
+  {
+    path: "ipvs.udpTimeout",
+    flag: "ipvs-udp-timeout",
+    type: "duration",
+    help: "IPVS UDP timeout",
+    apply: (c, v) => c.ipvs.udpTimeoutMs = v as number,
+  },
+  {
+    path: "healthzBindAddress",
+    flag: "healthz-bind-address",
+    type: "string",
+    help: "ip:port of /healthz and /livez (default 0.0.0.0:10256)",
+    apply: (c, v) => c.healthzBindAddress = String(v),
+  },
+  {
+    path: "metricsBindAddress",
+    flag: "metrics-bind-address",
+    type: "string",
+    help: "ip:port of /metrics (default 127.0.0.1:10249)",
+    apply: (c, v) => c.metricsBindAddress = String(v),
+  },
+  {
+    flag: "service-cluster-ip-range",
+    type: "string",
+    help: "kpx: service CIDR(s); unallocated addresses in them are rejected",
+    apply: (c, v, _s, w) => c.serviceCIDRs = cidrs(v, w),
+  },
   ...conntrackSettings(),
-  { path: "logging.format", flag: "logging-format", type: "string", help: "logfmt (default; \"text\" is accepted) or json", apply: (c, v, _s, where) => {
-    const f = String(v);
-    if (f === "text" || f === "logfmt" || f === "") c.logFormat = "logfmt";
-    else if (f === "json") c.logFormat = "json";
-    else throw new ConfigError(where, `${JSON.stringify(f)} is not text, logfmt or json`);
-  } },
-  { path: "logging.verbosity", flag: "v", type: "int", help: "log verbosity (0-10)", apply: (c, v) => c.verbosity = v as number },
+  {
+    path: "logging.format",
+    flag: "logging-format",
+    type: "string",
+    help: 'logfmt (default; "text" is accepted) or json',
+    apply: (c, v, _s, where) => {
+      const f = String(v);
+      if (f === "text" || f === "logfmt" || f === "") c.logFormat = "logfmt";
+      else if (f === "json") c.logFormat = "json";
+      else throw new ConfigError(where, `${JSON.stringify(f)} is not text, logfmt or json`);
+    },
+  },
+  {
+    path: "logging.verbosity",
+    flag: "v",
+    type: "int",
+    help: "log verbosity (0-10)",
+    apply: (c, v) => c.verbosity = v as number,
+  },
   // Known to kube-proxy, accepted, not used by kpx.
   { path: "clientConnection.acceptContentTypes", type: "string", help: "" },
   { path: "clientConnection.contentType", flag: "kube-api-content-type", type: "string", help: "" },
@@ -153,7 +332,12 @@ export const SETTINGS: Setting[] = [
   { path: "bindAddress", flag: "bind-address", type: "string", help: "" },
   { path: "bindAddressHardFail", flag: "bind-address-hard-fail", type: "bool", help: "" },
   { path: "enableProfiling", flag: "profiling", type: "bool", help: "" },
-  { path: "showHiddenMetricsForVersion", flag: "show-hidden-metrics-for-version", type: "string", help: "" },
+  {
+    path: "showHiddenMetricsForVersion",
+    flag: "show-hidden-metrics-for-version",
+    type: "string",
+    help: "",
+  },
   { path: "iptables.localhostNodePorts", type: "bool", help: "" },
   { path: "oomScoreAdj", flag: "oom-score-adj", type: "int", help: "" },
   { path: "linux.oomScoreAdj", type: "int", help: "" },
@@ -168,13 +352,55 @@ function conntrackSettings(): Setting[] {
     const main = prefix === "conntrack";
     const flag = (f: string) => main ? { flag: f } : {};
     out.push(
-      { path: `${prefix}.maxPerCore`, ...flag("conntrack-max-per-core"), type: "int", help: "conntrack entries per CPU (sysctl nf_conntrack_max)", apply: (c, v) => c.conntrack.maxPerCore = v as number },
-      { path: `${prefix}.min`, ...flag("conntrack-min"), type: "int", help: "minimum conntrack entries", apply: (c, v) => c.conntrack.min = v as number },
-      { path: `${prefix}.tcpEstablishedTimeout`, ...flag("conntrack-tcp-timeout-established"), type: "duration", help: "idle timeout of established TCP connections", apply: (c, v) => c.conntrack.tcpEstablishedTimeoutMs = v as number },
-      { path: `${prefix}.tcpCloseWaitTimeout`, ...flag("conntrack-tcp-timeout-close-wait"), type: "duration", help: "timeout of TCP connections in CLOSE_WAIT", apply: (c, v) => c.conntrack.tcpCloseWaitTimeoutMs = v as number },
-      { path: `${prefix}.tcpBeLiberal`, ...flag("conntrack-tcp-be-liberal"), type: "bool", help: "accept out-of-window TCP packets (and do not drop invalid ones)", apply: (c, v) => c.conntrack.tcpBeLiberal = v as boolean },
-      { path: `${prefix}.udpTimeout`, ...flag("conntrack-udp-timeout"), type: "duration", help: "UDP conntrack timeout", apply: (c, v) => c.conntrack.udpTimeoutMs = v as number },
-      { path: `${prefix}.udpStreamTimeout`, ...flag("conntrack-udp-timeout-stream"), type: "duration", help: "UDP stream conntrack timeout", apply: (c, v) => c.conntrack.udpStreamTimeoutMs = v as number },
+      {
+        path: `${prefix}.maxPerCore`,
+        ...flag("conntrack-max-per-core"),
+        type: "int",
+        help: "conntrack entries per CPU (sysctl nf_conntrack_max)",
+        apply: (c, v) => c.conntrack.maxPerCore = v as number,
+      },
+      {
+        path: `${prefix}.min`,
+        ...flag("conntrack-min"),
+        type: "int",
+        help: "minimum conntrack entries",
+        apply: (c, v) => c.conntrack.min = v as number,
+      },
+      {
+        path: `${prefix}.tcpEstablishedTimeout`,
+        ...flag("conntrack-tcp-timeout-established"),
+        type: "duration",
+        help: "idle timeout of established TCP connections",
+        apply: (c, v) => c.conntrack.tcpEstablishedTimeoutMs = v as number,
+      },
+      {
+        path: `${prefix}.tcpCloseWaitTimeout`,
+        ...flag("conntrack-tcp-timeout-close-wait"),
+        type: "duration",
+        help: "timeout of TCP connections in CLOSE_WAIT",
+        apply: (c, v) => c.conntrack.tcpCloseWaitTimeoutMs = v as number,
+      },
+      {
+        path: `${prefix}.tcpBeLiberal`,
+        ...flag("conntrack-tcp-be-liberal"),
+        type: "bool",
+        help: "accept out-of-window TCP packets (and do not drop invalid ones)",
+        apply: (c, v) => c.conntrack.tcpBeLiberal = v as boolean,
+      },
+      {
+        path: `${prefix}.udpTimeout`,
+        ...flag("conntrack-udp-timeout"),
+        type: "duration",
+        help: "UDP conntrack timeout",
+        apply: (c, v) => c.conntrack.udpTimeoutMs = v as number,
+      },
+      {
+        path: `${prefix}.udpStreamTimeout`,
+        ...flag("conntrack-udp-timeout-stream"),
+        type: "duration",
+        help: "UDP stream conntrack timeout",
+        apply: (c, v) => c.conntrack.udpStreamTimeoutMs = v as number,
+      },
     );
   }
   return out;
@@ -184,7 +410,9 @@ function conntrackSettings(): Setting[] {
 export function readValue(s: Setting, raw: unknown, where: string): Value {
   switch (s.type) {
     case "string":
-      if (typeof raw !== "string") throw new ConfigError(where, `expected a string, got ${JSON.stringify(raw)}`);
+      if (typeof raw !== "string") {
+        throw new ConfigError(where, `expected a string, got ${JSON.stringify(raw)}`);
+      }
       return raw;
     case "bool":
       if (typeof raw === "boolean") return raw;
@@ -199,7 +427,12 @@ export function readValue(s: Setting, raw: unknown, where: string): Value {
     }
     case "duration": {
       const ms = typeof raw === "string" ? parseDuration(raw) : null;
-      if (ms === null) throw new ConfigError(where, `expected a duration such as 30s or 1m0s, got ${JSON.stringify(raw)}`);
+      if (ms === null) {
+        throw new ConfigError(
+          where,
+          `expected a duration such as 30s or 1m0s, got ${JSON.stringify(raw)}`,
+        );
+      }
       return ms;
     }
     case "list":

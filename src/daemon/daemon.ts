@@ -15,7 +15,14 @@ import { type Config, planContext } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import { type KpxMetrics, kpxMetrics } from "../metrics/mod.ts";
 import type { Planner } from "../planner/mod.ts";
-import { healthzServer, type HttpServer, metricsServer, ProxyHealth, type ServiceHealth, ServiceHealthServers } from "../serve/mod.ts";
+import {
+  healthzServer,
+  type HttpServer,
+  metricsServer,
+  ProxyHealth,
+  type ServiceHealth,
+  ServiceHealthServers,
+} from "../serve/mod.ts";
 import { loadApiSource, ManifestDirSource, type SourceHandlers } from "../source/mod.ts";
 import { ClusterState } from "../state/mod.ts";
 import { type Clock, realClock } from "./clock.ts";
@@ -114,8 +121,12 @@ export class Daemon {
   async start(): Promise<void> {
     const c = this.#config;
     const onError = (e: Error) => this.#log.error("HTTP server error", { error: e });
-    if (c.healthzBindAddress) this.#servers.push(healthzServer(c.healthzBindAddress, this.health, this.metrics, onError));
-    if (c.metricsBindAddress) this.#servers.push(metricsServer(c.metricsBindAddress, this.metrics, c.mode, onError));
+    if (c.healthzBindAddress) {
+      this.#servers.push(healthzServer(c.healthzBindAddress, this.health, this.metrics, onError));
+    }
+    if (c.metricsBindAddress) {
+      this.#servers.push(metricsServer(c.metricsBindAddress, this.metrics, c.mode, onError));
+    }
     const table = await this.#applier.init();
     this.#log.info("Starting", {
       node: this.#opts.nodeName,
@@ -126,7 +137,10 @@ export class Daemon {
     const handlers: SourceHandlers = {
       event: (kind, type, o) => this.#ingest.event(kind, type, o),
       synced: () => {
-        this.#log.info("Sources synced: programming rules", { services: this.state.serviceCount, slices: this.state.sliceCount });
+        this.#log.info("Sources synced: programming rules", {
+          services: this.state.serviceCount,
+          slices: this.state.sliceCount,
+        });
         this.#ready = true;
         this.#loop.markReady();
       },
@@ -150,11 +164,24 @@ export class Daemon {
 
   /** Replaces the configuration (SIGHUP); the next sync is a full one if it changed the rules. */
   reload(next: Config): void {
-    const restart = (["mode", "kubeconfig", "master", "hostnameOverride", "healthzBindAddress", "metricsBindAddress"] as const)
+    const restart = ([
+      "mode",
+      "kubeconfig",
+      "master",
+      "hostnameOverride",
+      "healthzBindAddress",
+      "metricsBindAddress",
+    ] as const)
       .filter((k) => next[k] !== this.#config[k]);
-    if (restart.length) this.#log.warn("These settings take effect after a restart", { settings: restart.join(",") });
-    const periods = next.syncPeriodMs !== this.#config.syncPeriodMs || next.minSyncPeriodMs !== this.#config.minSyncPeriodMs;
-    this.#config = { ...next, ...Object.fromEntries(restart.map((k) => [k, this.#config[k]])) } as Config;
+    if (restart.length) {
+      this.#log.warn("These settings take effect after a restart", { settings: restart.join(",") });
+    }
+    const periods = next.syncPeriodMs !== this.#config.syncPeriodMs ||
+      next.minSyncPeriodMs !== this.#config.minSyncPeriodMs;
+    this.#config = {
+      ...next,
+      ...Object.fromEntries(restart.map((k) => [k, this.#config[k]])),
+    } as Config;
     this.health.timeoutMs = 2 * this.#config.syncPeriodMs;
     if (periods) {
       const old = this.#loop;
@@ -178,7 +205,9 @@ export class Daemon {
     this.lastSync = { ok: out.ok, full: out.full, generation: out.generation, at: done };
     if (!out.ok) {
       // The changes were not programmed: keep their times for the retry.
-      for (const [id, p] of pending) if (!this.#ingest.pending.has(id)) this.#ingest.pending.set(id, p);
+      for (const [id, p] of pending) {
+        if (!this.#ingest.pending.has(id)) this.#ingest.pending.set(id, p);
+      }
       this.#log.error("Sync failed; the rules in the kernel are the last good ones", {
         full: out.full,
         restored: out.restored,
@@ -222,10 +251,17 @@ export class Daemon {
       const svc = this.state.service(id);
       const local = new Set<string>();
       for (const p of svc?.ports ?? []) {
-        for (const e of p.endpoints) if (e.ready && e.nodeName === this.#opts.nodeName) local.add(e.address);
+        for (const e of p.endpoints) {
+          if (e.ready && e.nodeName === this.#opts.nodeName) local.add(e.address);
+        }
       }
       if (local.size === 0) noLocal++;
-      out.push({ namespace: spec.namespace, name: spec.name, port: spec.healthCheckNodePort, localEndpoints: local.size });
+      out.push({
+        namespace: spec.namespace,
+        name: spec.name,
+        port: spec.healthCheckNodePort,
+        localEndpoints: local.size,
+      });
     }
     this.metrics.noLocalEndpoints.set(noLocal, { traffic_policy: "external" });
     return out;

@@ -5,7 +5,13 @@
  */
 import { PLANNER_WASM_BASE64 } from "../../wasm/build/planner_wasm.ts";
 import type { Service } from "../state/mod.ts";
-import { ABI_VERSION, type EncodedChange, type EncodedService, encodeDelta, encodeFull } from "./encode.ts";
+import {
+  ABI_VERSION,
+  type EncodedChange,
+  encodeDelta,
+  type EncodedService,
+  encodeFull,
+} from "./encode.ts";
 import type { Inventory, PlanContext, PlanOutput } from "./types.ts";
 import { type IPVSPlanOutput, parseIPVSRecord } from "./ipvs.ts";
 

@@ -44,7 +44,11 @@ Deno.test({
   name: "ClusterIP services carry real TCP and UDP traffic over IPv4 and IPv6",
   ignore,
   async fn(t) {
-    await using tb = await Testbed.create({ nodes: 2, podsPerNode: 2, echoPorts: [80, 8080, 5353] });
+    await using tb = await Testbed.create({
+      nodes: 2,
+      podsPerNode: 2,
+      echoPorts: [80, 8080, 5353],
+    });
     const [pod0a, pod0b, pod1a, pod1b] = tb.pods as [
       typeof tb.pods[0],
       typeof tb.pods[0],
@@ -60,39 +64,51 @@ Deno.test({
     const web = (endpoints = [pod0a, pod1a]): KubeObject[] =>
       serviceObjects(tb, { name: "web", clusterIPs: [WEB_V4, WEB_V6], ports: WEB }, endpoints);
 
-    await t.step("ClusterIP from a pod reaches a ready endpoint, source not masqueraded", async () => {
-      await kpx.sync(web());
-      for (const from of [pod0b, pod1b]) {
-        // Four rounds, so both endpoints (on this node and on the other) are likely exercised.
-        const requests = Array.from({ length: 4 }, () => bothProtocols([WEB_V4, WEB_V6], 80))
-          .flat();
-        const replies = await expectReplies(
-          tb,
-          from,
-          requests,
-          (r) => ({ pod: [pod0a.name, pod1a.name], peer: r.ip === WEB_V4 ? from.ipv4 : from.ipv6 }),
-          "pod → ClusterIP",
-        );
-        equal(replies.length, 16);
-      }
-    });
+    await t.step(
+      "ClusterIP from a pod reaches a ready endpoint, source not masqueraded",
+      async () => {
+        await kpx.sync(web());
+        for (const from of [pod0b, pod1b]) {
+          // Four rounds, so both endpoints (on this node and on the other) are likely exercised.
+          const requests = Array.from({ length: 4 }, () => bothProtocols([WEB_V4, WEB_V6], 80))
+            .flat();
+          const replies = await expectReplies(
+            tb,
+            from,
+            requests,
+            (r) => ({
+              pod: [pod0a.name, pod1a.name],
+              peer: r.ip === WEB_V4 ? from.ipv4 : from.ipv6,
+            }),
+            "pod → ClusterIP",
+          );
+          equal(replies.length, 16);
+        }
+      },
+    );
 
-    await t.step("ClusterIP from the node itself is masqueraded to the node's address", async () => {
-      await kpx.sync(web());
-      // Bound to an extra node address: without masquerading the pod would see that address.
-      const requests = Array.from({ length: 4 }, () => [
-        ...bothProtocols([WEB_V4], 80, { sourceIp: NODE0_EXTRA_V4 }),
-        ...bothProtocols([WEB_V6], 80, { sourceIp: NODE0_EXTRA_V6 }),
-      ]).flat();
-      await expectReplies(
-        tb,
-        node0,
-        requests,
-        (r) => ({ pod: [pod0a.name, pod1a.name], peer: r.ip === WEB_V4 ? node0.ipv4 : node0.ipv6 }),
-        "node → ClusterIP",
-      );
-      // The same addresses sent from a pod are not the node's: no masquerade there (see above).
-    });
+    await t.step(
+      "ClusterIP from the node itself is masqueraded to the node's address",
+      async () => {
+        await kpx.sync(web());
+        // Bound to an extra node address: without masquerading the pod would see that address.
+        const requests = Array.from({ length: 4 }, () => [
+          ...bothProtocols([WEB_V4], 80, { sourceIp: NODE0_EXTRA_V4 }),
+          ...bothProtocols([WEB_V6], 80, { sourceIp: NODE0_EXTRA_V6 }),
+        ]).flat();
+        await expectReplies(
+          tb,
+          node0,
+          requests,
+          (r) => ({
+            pod: [pod0a.name, pod1a.name],
+            peer: r.ip === WEB_V4 ? node0.ipv4 : node0.ipv6,
+          }),
+          "node → ClusterIP",
+        );
+        // The same addresses sent from a pod are not the node's: no masquerade there (see above).
+      },
+    );
 
     await t.step("ClusterIP from outside the cluster is masqueraded by the node", async () => {
       await kpx.sync(web());
@@ -115,13 +131,18 @@ Deno.test({
         ],
       }, [pod0a, pod1b]);
       await kpx.sync(dns);
-      const requests = Array.from({ length: 3 }, () =>
-        bothProtocols(["10.96.0.53", "fd00:10:96::53"], 53)).flat();
+      const requests = Array.from(
+        { length: 3 },
+        () => bothProtocols(["10.96.0.53", "fd00:10:96::53"], 53),
+      ).flat();
       await expectReplies(
         tb,
         pod0b,
         requests,
-        (r) => ({ pod: [pod0a.name, pod1b.name], peer: r.ip.includes(":") ? pod0b.ipv6 : pod0b.ipv4 }),
+        (r) => ({
+          pod: [pod0a.name, pod1b.name],
+          peer: r.ip.includes(":") ? pod0b.ipv6 : pod0b.ipv4,
+        }),
         "pod → DNS ClusterIP",
       );
     });
@@ -191,40 +212,46 @@ Deno.test({
             `${ip}: ${pod} got ${count} of ${n}, outside [${low}, ${high}]`,
           );
         }
-        console.log(`    ${ip}: ${JSON.stringify(Object.fromEntries(counts))} in [${low}, ${high}]`);
+        console.log(
+          `    ${ip}: ${JSON.stringify(Object.fromEntries(counts))} in [${low}, ${high}]`,
+        );
       }
     });
 
-    await t.step("a pod reaching itself through its ClusterIP is answered, masqueraded", async () => {
-      await kpx.sync([
-        ...serviceObjects(tb, {
-          name: "self",
-          clusterIPs: ["10.96.0.40", "fd00:10:96::40"],
-          ports: WEB,
-        }, [pod0a]),
-        ...web([pod0a, pod1a]),
-      ]);
-      await expectReplies(
-        tb,
-        pod0a,
-        bothProtocols(["10.96.0.40", "fd00:10:96::40"], 80),
-        (r) => ({ pod: pod0a.name, peer: r.ip.includes(":") ? node0.ipv6 : node0.ipv4 }),
-        "hairpin to the only endpoint",
-      );
-      // With two endpoints only the hairpin is masqueraded; 24 tries reach both with
-      // probability 1 - 2^-23.
-      const requests = Array.from({ length: 6 }, () => bothProtocols([WEB_V4, WEB_V6], 80)).flat();
-      const results = await tb.requestMany(pod0a, requests);
-      results.forEach((r, i) => {
-        const v6 = requests[i]!.ip.includes(":");
-        ok(r.ok, `pod0a → web #${i}: ${JSON.stringify(r)}`);
-        const want = r.pod === pod0a.name
-          ? (v6 ? node0.ipv6 : node0.ipv4)
-          : (v6 ? pod0a.ipv6 : pod0a.ipv4);
-        equal(r.peer, want, `pod0a → web #${i} answered by ${r.pod}`);
-      });
-      deepEqual([...tally(results).keys()].sort(), [pod0a.name, pod1a.name]);
-    });
+    await t.step(
+      "a pod reaching itself through its ClusterIP is answered, masqueraded",
+      async () => {
+        await kpx.sync([
+          ...serviceObjects(tb, {
+            name: "self",
+            clusterIPs: ["10.96.0.40", "fd00:10:96::40"],
+            ports: WEB,
+          }, [pod0a]),
+          ...web([pod0a, pod1a]),
+        ]);
+        await expectReplies(
+          tb,
+          pod0a,
+          bothProtocols(["10.96.0.40", "fd00:10:96::40"], 80),
+          (r) => ({ pod: pod0a.name, peer: r.ip.includes(":") ? node0.ipv6 : node0.ipv4 }),
+          "hairpin to the only endpoint",
+        );
+        // With two endpoints only the hairpin is masqueraded; 24 tries reach both with
+        // probability 1 - 2^-23.
+        const requests = Array.from({ length: 6 }, () => bothProtocols([WEB_V4, WEB_V6], 80))
+          .flat();
+        const results = await tb.requestMany(pod0a, requests);
+        results.forEach((r, i) => {
+          const v6 = requests[i]!.ip.includes(":");
+          ok(r.ok, `pod0a → web #${i}: ${JSON.stringify(r)}`);
+          const want = r.pod === pod0a.name
+            ? (v6 ? node0.ipv6 : node0.ipv4)
+            : (v6 ? pod0a.ipv6 : pod0a.ipv4);
+          equal(r.peer, want, `pod0a → web #${i} answered by ${r.pod}`);
+        });
+        deepEqual([...tally(results).keys()].sort(), [pod0a.name, pod1a.name]);
+      },
+    );
 
     await t.step("a service without usable endpoints rejects TCP and UDP", async () => {
       const nodePort = 30070;
@@ -256,89 +283,95 @@ Deno.test({
       );
     });
 
-    await t.step("an unallocated service-CIDR address and an unused ClusterIP port are rejected", async () => {
-      // 10.97.0.0/24 is nobody's yet: kpx leaves it alone and the packets vanish on the lan.
-      const quick = { timeoutMs: 600 };
-      await kpx.sync(web());
-      await expectFailures(
-        tb,
-        pod0b,
-        bothProtocols(["10.97.0.5"], 80, quick),
-        "timeout",
-        "before the ServiceCIDR",
-      );
-      await kpx.sync([...web(), serviceCIDRObject("extra", ["10.97.0.0/24"])]);
-      for (const from of [pod0b, node0, tb.client]) {
+    await t.step(
+      "an unallocated service-CIDR address and an unused ClusterIP port are rejected",
+      async () => {
+        // 10.97.0.0/24 is nobody's yet: kpx leaves it alone and the packets vanish on the lan.
+        const quick = { timeoutMs: 600 };
+        await kpx.sync(web());
         await expectFailures(
           tb,
-          from,
-          [
-            ...bothProtocols([WEB_V4, WEB_V6], 81), // the service's address, another port
-            ...bothProtocols(["10.96.0.199", "fd00:10:96::199"], 80), // configured CIDRs
-          ],
-          "refused",
-          "unallocated or unused",
+          pod0b,
+          bothProtocols(["10.97.0.5"], 80, quick),
+          "timeout",
+          "before the ServiceCIDR",
         );
-      }
-      await expectFailures(
-        tb,
-        pod0b,
-        bothProtocols(["10.97.0.5"], 80),
-        "refused",
-        "in a ServiceCIDR",
-      );
-      // Outside every service CIDR nothing is rejected.
-      await expectFailures(
-        tb,
-        pod0b,
-        bothProtocols(["10.98.0.5"], 80, quick),
-        "timeout",
-        "outside the service CIDRs",
-      );
-    });
+        await kpx.sync([...web(), serviceCIDRObject("extra", ["10.97.0.0/24"])]);
+        for (const from of [pod0b, node0, tb.client]) {
+          await expectFailures(
+            tb,
+            from,
+            [
+              ...bothProtocols([WEB_V4, WEB_V6], 81), // the service's address, another port
+              ...bothProtocols(["10.96.0.199", "fd00:10:96::199"], 80), // configured CIDRs
+            ],
+            "refused",
+            "unallocated or unused",
+          );
+        }
+        await expectFailures(
+          tb,
+          pod0b,
+          bothProtocols(["10.97.0.5"], 80),
+          "refused",
+          "in a ServiceCIDR",
+        );
+        // Outside every service CIDR nothing is rejected.
+        await expectFailures(
+          tb,
+          pod0b,
+          bothProtocols(["10.98.0.5"], 80, quick),
+          "timeout",
+          "outside the service CIDRs",
+        );
+      },
+    );
 
-    await t.step("a named port whose endpoints listen on different numbers reaches each", async () => {
-      // "alt" serves only 9090, pod0a (among others) 8080: a wrong port is refused.
-      const alt = await tb.addPod(1, { name: "alt", echoPorts: [9090] });
-      const ports = (port: number) => [{ name: "web", protocol: "TCP" as const, port }];
-      const objects: KubeObject[] = [
-        serviceObjects(tb, {
-          name: "mixed",
-          clusterIPs: ["10.96.0.90"],
-          ports: [{ name: "web", port: 80, targetPort: 8080 }],
-        }, [])[0]!,
-        ...[{ pod: pod0a, port: 8080 }, { pod: alt, port: 9090 }].map(({ pod, port }) => ({
-          apiVersion: "discovery.k8s.io/v1",
-          kind: "EndpointSlice",
-          metadata: {
-            name: `mixed-${pod.name}`,
-            namespace: "default",
-            labels: { "kubernetes.io/service-name": "mixed" },
-          },
-          addressType: "IPv4",
-          ports: ports(port),
-          endpoints: [{
-            addresses: [pod.ipv4],
-            nodeName: tb.node(pod.node).name,
-            conditions: { ready: true },
-          }],
-        })),
-      ];
-      await kpx.sync(objects);
-      const requests = Array.from({ length: 24 }, () => ({
-        ip: "10.96.0.90",
-        port: 80,
-        protocol: "tcp" as const,
-      }));
-      const replies = await expectReplies(
-        tb,
-        pod1b,
-        requests,
-        () => ({ pod: [pod0a.name, alt.name], peer: pod1b.ipv4 }),
-        "pod → mixed-port service",
-      );
-      // Both reached (probability 1 - 2^-23 for a uniform pick).
-      deepEqual([...tally(replies).keys()].sort(), [alt.name, pod0a.name]);
-    });
+    await t.step(
+      "a named port whose endpoints listen on different numbers reaches each",
+      async () => {
+        // "alt" serves only 9090, pod0a (among others) 8080: a wrong port is refused.
+        const alt = await tb.addPod(1, { name: "alt", echoPorts: [9090] });
+        const ports = (port: number) => [{ name: "web", protocol: "TCP" as const, port }];
+        const objects: KubeObject[] = [
+          serviceObjects(tb, {
+            name: "mixed",
+            clusterIPs: ["10.96.0.90"],
+            ports: [{ name: "web", port: 80, targetPort: 8080 }],
+          }, [])[0]!,
+          ...[{ pod: pod0a, port: 8080 }, { pod: alt, port: 9090 }].map(({ pod, port }) => ({
+            apiVersion: "discovery.k8s.io/v1",
+            kind: "EndpointSlice",
+            metadata: {
+              name: `mixed-${pod.name}`,
+              namespace: "default",
+              labels: { "kubernetes.io/service-name": "mixed" },
+            },
+            addressType: "IPv4",
+            ports: ports(port),
+            endpoints: [{
+              addresses: [pod.ipv4],
+              nodeName: tb.node(pod.node).name,
+              conditions: { ready: true },
+            }],
+          })),
+        ];
+        await kpx.sync(objects);
+        const requests = Array.from({ length: 24 }, () => ({
+          ip: "10.96.0.90",
+          port: 80,
+          protocol: "tcp" as const,
+        }));
+        const replies = await expectReplies(
+          tb,
+          pod1b,
+          requests,
+          () => ({ pod: [pod0a.name, alt.name], peer: pod1b.ipv4 }),
+          "pod → mixed-port service",
+        );
+        // Both reached (probability 1 - 2^-23 for a uniform pick).
+        deepEqual([...tally(replies).keys()].sort(), [alt.name, pod0a.name]);
+      },
+    );
   },
 });

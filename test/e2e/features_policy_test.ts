@@ -109,115 +109,127 @@ Deno.test({
       }, endpoints);
     const node0Pods = [pod0a.name, pod0b.name];
 
-    await t.step("externalTrafficPolicy Local keeps the client IP at a node with an endpoint", async () => {
-      await kpx.sync(etpLocal([pod0a, pod0b]));
-      for (const ip of lb) await tb.routeViaNode(ip, 0);
-      await expectReplies(
-        tb,
-        client,
-        [...rounds(2, lb, 80), ...rounds(2, [node0.ipv4, node0.ipv6], 30090)],
-        (r) => ({ pod: node0Pods, peer: own(client)(r.ip) }),
-        "client → node0 (local endpoints)",
-      );
-    });
+    await t.step(
+      "externalTrafficPolicy Local keeps the client IP at a node with an endpoint",
+      async () => {
+        await kpx.sync(etpLocal([pod0a, pod0b]));
+        for (const ip of lb) await tb.routeViaNode(ip, 0);
+        await expectReplies(
+          tb,
+          client,
+          [...rounds(2, lb, 80), ...rounds(2, [node0.ipv4, node0.ipv6], 30090)],
+          (r) => ({ pod: node0Pods, peer: own(client)(r.ip) }),
+          "client → node0 (local endpoints)",
+        );
+      },
+    );
 
-    await t.step("externalTrafficPolicy Local: a node without endpoints drops external traffic, serves the cluster's", async () => {
-      await kpx.sync(etpLocal([pod0a, pod0b]));
-      for (const ip of lb) await tb.routeViaNode(ip, 1);
-      await expectFailures(
-        tb,
-        client,
-        [
-          ...bothProtocols(lb, 80, { timeoutMs: 600 }),
-          ...bothProtocols([node1.ipv4, node1.ipv6], 30090, { timeoutMs: 600 }),
-        ],
-        "timeout",
-        "client → node1 (no local endpoint)",
-      );
-      // Pods on node1 are short-circuited to the cluster-wide endpoints, unmasqueraded…
-      await expectReplies(
-        tb,
-        pod1a,
-        [...bothProtocols(lb, 80), ...bothProtocols([node1.ipv4, node1.ipv6], 30090)],
-        (r) => ({ pod: node0Pods, peer: own(pod1a)(r.ip) }),
-        "pod on node1 → LB IP and node port",
-      );
-      // …node1 itself too, masqueraded…
-      await expectReplies(
-        tb,
-        node1,
-        bothProtocols(lb, 80),
-        (r) => ({ pod: node0Pods, peer: own(node1)(r.ip) }),
-        "node1 → LB IP",
-      );
-      // …and the ClusterIP follows the internal policy (Cluster).
-      await expectReplies(
-        tb,
-        pod1b,
-        bothProtocols(["10.96.2.60", "fd00:10:96::2:60"], 80),
-        (r) => ({ pod: node0Pods, peer: own(pod1b)(r.ip) }),
-        "pod on node1 → ClusterIP",
-      );
-    });
+    await t.step(
+      "externalTrafficPolicy Local: a node without endpoints drops external traffic, serves the cluster's",
+      async () => {
+        await kpx.sync(etpLocal([pod0a, pod0b]));
+        for (const ip of lb) await tb.routeViaNode(ip, 1);
+        await expectFailures(
+          tb,
+          client,
+          [
+            ...bothProtocols(lb, 80, { timeoutMs: 600 }),
+            ...bothProtocols([node1.ipv4, node1.ipv6], 30090, { timeoutMs: 600 }),
+          ],
+          "timeout",
+          "client → node1 (no local endpoint)",
+        );
+        // Pods on node1 are short-circuited to the cluster-wide endpoints, unmasqueraded…
+        await expectReplies(
+          tb,
+          pod1a,
+          [...bothProtocols(lb, 80), ...bothProtocols([node1.ipv4, node1.ipv6], 30090)],
+          (r) => ({ pod: node0Pods, peer: own(pod1a)(r.ip) }),
+          "pod on node1 → LB IP and node port",
+        );
+        // …node1 itself too, masqueraded…
+        await expectReplies(
+          tb,
+          node1,
+          bothProtocols(lb, 80),
+          (r) => ({ pod: node0Pods, peer: own(node1)(r.ip) }),
+          "node1 → LB IP",
+        );
+        // …and the ClusterIP follows the internal policy (Cluster).
+        await expectReplies(
+          tb,
+          pod1b,
+          bothProtocols(["10.96.2.60", "fd00:10:96::2:60"], 80),
+          (r) => ({ pod: node0Pods, peer: own(pod1b)(r.ip) }),
+          "pod on node1 → ClusterIP",
+        );
+      },
+    );
 
-    await t.step("externalTrafficPolicy Local falls back to a local endpoint that is terminating", async () => {
-      // node0: only a terminating (still serving) endpoint; node1: a ready one.
-      await kpx.sync(etpLocal([terminating(pod0a), pod1a]));
-      for (const ip of lb) await tb.routeViaNode(ip, 0);
-      await expectReplies(
-        tb,
-        client,
-        bothProtocols(lb, 80),
-        (r) => ({ pod: pod0a.name, peer: own(client)(r.ip) }),
-        "client → node0",
-      );
-      for (const ip of lb) await tb.routeViaNode(ip, 1);
-      await expectReplies(
-        tb,
-        client,
-        rounds(2, lb, 80),
-        (r) => ({ pod: pod1a.name, peer: own(client)(r.ip) }),
-        "client → node1",
-      );
-    });
+    await t.step(
+      "externalTrafficPolicy Local falls back to a local endpoint that is terminating",
+      async () => {
+        // node0: only a terminating (still serving) endpoint; node1: a ready one.
+        await kpx.sync(etpLocal([terminating(pod0a), pod1a]));
+        for (const ip of lb) await tb.routeViaNode(ip, 0);
+        await expectReplies(
+          tb,
+          client,
+          bothProtocols(lb, 80),
+          (r) => ({ pod: pod0a.name, peer: own(client)(r.ip) }),
+          "client → node0",
+        );
+        for (const ip of lb) await tb.routeViaNode(ip, 1);
+        await expectReplies(
+          tb,
+          client,
+          rounds(2, lb, 80),
+          (r) => ({ pod: pod1a.name, peer: own(client)(r.ip) }),
+          "client → node1",
+        );
+      },
+    );
 
-    await t.step("terminating endpoints serve while none is ready; then only the ready one", async () => {
-      const ips = ["10.96.2.70", "fd00:10:96::2:70"];
-      const service = {
-        name: "term",
-        clusterIPs: ips,
-        ports: web(),
-      };
-      // pod1b is terminating and no longer serving: never used.
-      await kpx.sync(serviceObjects(tb, service, [
-        terminating(pod0a),
-        terminating(pod1a),
-        terminating(pod1b, false),
-      ]));
-      const requests = rounds(6, ips, 80);
-      const before = await expectReplies(
-        tb,
-        pod0b,
-        requests,
-        (r) => ({ pod: [pod0a.name, pod1a.name], peer: own(pod0b)(r.ip) }),
-        "only terminating endpoints",
-      );
-      // Both serving ones are used (24 tries: probability 1 - 2^-23).
-      deepEqual([...tally(before).keys()].sort(), [pod0a.name, pod1a.name]);
+    await t.step(
+      "terminating endpoints serve while none is ready; then only the ready one",
+      async () => {
+        const ips = ["10.96.2.70", "fd00:10:96::2:70"];
+        const service = {
+          name: "term",
+          clusterIPs: ips,
+          ports: web(),
+        };
+        // pod1b is terminating and no longer serving: never used.
+        await kpx.sync(serviceObjects(tb, service, [
+          terminating(pod0a),
+          terminating(pod1a),
+          terminating(pod1b, false),
+        ]));
+        const requests = rounds(6, ips, 80);
+        const before = await expectReplies(
+          tb,
+          pod0b,
+          requests,
+          (r) => ({ pod: [pod0a.name, pod1a.name], peer: own(pod0b)(r.ip) }),
+          "only terminating endpoints",
+        );
+        // Both serving ones are used (24 tries: probability 1 - 2^-23).
+        deepEqual([...tally(before).keys()].sort(), [pod0a.name, pod1a.name]);
 
-      const [plan] = await kpx.sync(serviceObjects(tb, service, [
-        terminating(pod0a),
-        terminating(pod1a),
-        pod1b,
-      ]));
-      deepEqual(plan?.full, false, "an endpoint change is a delta");
-      await expectReplies(
-        tb,
-        pod0b,
-        requests,
-        (r) => ({ pod: pod1b.name, peer: own(pod0b)(r.ip) }),
-        "a ready endpoint exists",
-      );
-    });
+        const [plan] = await kpx.sync(serviceObjects(tb, service, [
+          terminating(pod0a),
+          terminating(pod1a),
+          pod1b,
+        ]));
+        deepEqual(plan?.full, false, "an endpoint change is a delta");
+        await expectReplies(
+          tb,
+          pod0b,
+          requests,
+          (r) => ({ pod: pod1b.name, peer: own(pod0b)(r.ip) }),
+          "a ready endpoint exists",
+        );
+      },
+    );
   },
 });

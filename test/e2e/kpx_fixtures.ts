@@ -367,7 +367,7 @@ export class KpxCluster {
       next.set(key, { object, json: JSON.stringify(object) });
     }
     for (const [key, old] of this.#objects) {
-      if (!next.has(key)) for (const n of this.#nodes) remove(n.state, old.object);
+      if (!next.has(key)) { for (const n of this.#nodes) remove(n.state, old.object); }
     }
     for (const [key, now] of next) {
       if (this.#objects.get(key)?.json === now.json) continue;
@@ -455,8 +455,9 @@ export function expectReply(
 ): ProbeSuccess {
   ok(result !== undefined, `${what}: no result`);
   ok(result.ok, `${what}: expected a reply, got ${JSON.stringify(result)}`);
-  if (typeof want.pod === "string") equal(result.pod, want.pod, `${what}: answered by ${result.pod}`);
-  else if (want.pod !== undefined) {
+  if (typeof want.pod === "string") {
+    equal(result.pod, want.pod, `${what}: answered by ${result.pod}`);
+  } else if (want.pod !== undefined) {
     ok(want.pod.includes(result.pod), `${what}: answered by ${result.pod}, not one of ${want.pod}`);
   }
   if (want.peer !== undefined) {
@@ -510,7 +511,10 @@ export async function expectFailures(
     const request = requests[i]!;
     const where = `${what}: ${from.name} ${describeRequest(request)}`;
     if (from.kind === "node" && request.protocol === "udp") {
-      ok(result !== undefined && !result.ok, `${where}: expected EPERM, got ${JSON.stringify(result)}`);
+      ok(
+        result !== undefined && !result.ok,
+        `${where}: expected EPERM, got ${JSON.stringify(result)}`,
+      );
       equal(result.detail, "EPERM", `${where}: expected EPERM, got ${JSON.stringify(result)}`);
     } else {
       expectFailure(result, failure, where);

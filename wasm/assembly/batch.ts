@@ -110,7 +110,9 @@ export function planFull(input: PlanInput): PlanResult {
   const fixed = fixedChains(cfg);
   const shared = sink.sharedNames();
   const sharedDefs = new Array<ChainDef>();
-  for (let i = 0; i < shared.length; i++) sharedDefs.push(sharedChainDef(shared[i], cfg.masqueradeMark));
+  for (let i = 0; i < shared.length; i++) {
+    sharedDefs.push(sharedChainDef(shared[i], cfg.masqueradeMark));
+  }
   const planned = new Set<string>();
   for (let i = 0; i < fixed.length; i++) planned.add(fixed[i].name);
   for (let i = 0; i < sharedDefs.length; i++) planned.add(sharedDefs[i].name);
@@ -306,7 +308,9 @@ export function planDelta(input: PlanInput): PlanResult {
     cmds.named("add", "chain", newChains[i].name, "");
     res.added.push("chain:" + newChains[i].name);
   }
-  for (let i = 0; i < changedChains.length; i++) cmds.named("flush", "chain", changedChains[i].name, "");
+  for (let i = 0; i < changedChains.length; i++) {
+    cmds.named("flush", "chain", changedChains[i].name, "");
+  }
   for (let i = 0; i < newChains.length; i++) cmds.rules(newChains[i]);
   for (let i = 0; i < changedChains.length; i++) cmds.rules(changedChains[i]);
   // Deletes before adds: an element whose value changed is deleted, then

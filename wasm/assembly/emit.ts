@@ -69,7 +69,9 @@ function pickVerdict(path: i32, uniform: bool, n: i32): string {
 }
 
 export function firstOfFamily(addrs: string[], v6: bool): string {
-  for (let i = 0; i < addrs.length; i++) if (isV6(unchecked(addrs[i])) == v6) return unchecked(addrs[i]);
+  for (let i = 0; i < addrs.length; i++) {
+    if (isV6(unchecked(addrs[i])) == v6) return unchecked(addrs[i]);
+  }
   return "";
 }
 
@@ -160,7 +162,11 @@ function emitPort(svc: Service, p: ServicePort, v6: bool, cfg: Config, sink: Sin
   const usesCluster = !svc.itpLocal || (!svc.etpLocal && external);
   const usesLocal = svc.itpLocal || (svc.etpLocal && external);
   const lists = selectEndpoints(
-    endpointsOfFamily(p.endpoints, v6), usesCluster, usesLocal, cfg.nodeName, cfg.nodeZone,
+    endpointsOfFamily(p.endpoints, v6),
+    usesCluster,
+    usesLocal,
+    cfg.nodeName,
+    cfg.nodeZone,
   );
   const ctx = new PortContext(svc, p, v6, cfg, sink, lists, svc.etpLocal && external);
 
@@ -253,8 +259,14 @@ function externalDestination(ctx: PortContext, inner: string, nodePort: bool): v
  * `eps`: through the shared pick/slot chains with the list as map elements,
  * or, for ClientIP affinity, through the service port's affinity chain.
  */
-function target(ctx: PortContext, targets: i32, inner: string, eps: Endpoint[], path: i32,
-  localList: bool): void {
+function target(
+  ctx: PortContext,
+  targets: i32,
+  inner: string,
+  eps: Endpoint[],
+  path: i32,
+  localList: bool,
+): void {
   const sink = ctx.sink;
   if (ctx.svc.affinitySeconds > 0) {
     element(sink, targets, inner, goto(affinityChains(ctx, eps, localList)));
@@ -275,7 +287,7 @@ function target(ctx: PortContext, targets: i32, inner: string, eps: Endpoint[], 
   const hairpin = mapId(np ? M_NP_HAIRPIN : M_VIP_HAIRPIN, v6);
   for (let i = 0; i < n; i++) {
     const e = unchecked(eps[i]);
-    const idx = slotIndex(path, <u32>i);
+    const idx = slotIndex(path, <u32> i);
     sink.begin(addrs);
     sink.w.str('{"concat":[').str(inner).uint(idx).str("]}");
     sink.value();
@@ -338,12 +350,17 @@ function affinityChains(ctx: PortContext, eps: Endpoint[], localList: bool): str
     const e = unchecked(eps[i]);
     const addr = e.addrString();
     const setName = "affinity-ep-" +
-      hash64(svc.id + "|" + p.name + "|" + ctx.proto + "|" + addr + "|" + e.port.toString() +
-        "|" + timeout);
-    ctx.sink.set(new SetDef(
-      setName,
-      '"type":' + (v6 ? '"ipv6_addr"' : '"ipv4_addr"') + ',"flags":["timeout"],"timeout":' + timeout,
-    ));
+      hash64(
+        svc.id + "|" + p.name + "|" + ctx.proto + "|" + addr + "|" + e.port.toString() +
+          "|" + timeout,
+      );
+    ctx.sink.set(
+      new SetDef(
+        setName,
+        '"type":' + (v6 ? '"ipv6_addr"' : '"ipv4_addr"') + ',"flags":["timeout"],"timeout":' +
+          timeout,
+      ),
+    );
     const known = match("==", sa, setRef(setName));
     const refresh = '{"set":{"op":"update","elem":' + sa + ',"set":' + setRef(setName) + "}}";
     const dnat = '{"dnat":{"family":"' + natFamily(v6) + '","addr":"' + addr + '","port":' +
@@ -351,8 +368,12 @@ function affinityChains(ctx: PortContext, eps: Endpoint[], localList: bool): str
     if (e.local) {
       // Hairpin: the endpoint itself is the client.
       sticky.rule([
-        proto, match("==", sa, '"' + addr + '"'), known, refresh,
-        markMasquerade(ctx.cfg.masqueradeMark), dnat,
+        proto,
+        match("==", sa, '"' + addr + '"'),
+        known,
+        refresh,
+        markMasquerade(ctx.cfg.masqueradeMark),
+        dnat,
       ]);
     }
     sticky.rule([proto, known, refresh, dnat]);
@@ -360,8 +381,13 @@ function affinityChains(ctx: PortContext, eps: Endpoint[], localList: bool): str
     // each endpoint is drawn with probability 1/n.
     if (i < n - 1) {
       pick.rule([
-        match("==", '{"numgen":{"mode":"random","mod":' + (n - i).toString() + ',"offset":0}}', "0"),
-        refresh, goto(stickyName),
+        match(
+          "==",
+          '{"numgen":{"mode":"random","mod":' + (n - i).toString() + ',"offset":0}}',
+          "0",
+        ),
+        refresh,
+        goto(stickyName),
       ]);
     } else {
       pick.rule([refresh, goto(stickyName)]);

@@ -7,7 +7,8 @@ export const L4PROTO = '{"meta":{"key":"l4proto"}}';
 export const DPORT = '{"payload":{"protocol":"th","field":"dport"}}';
 export const MARK = '{"meta":{"key":"mark"}}';
 export const CT_STATE_NEW = '{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":"new"}}';
-export const CT_STATE_INVALID = '{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":"invalid"}}';
+export const CT_STATE_INVALID =
+  '{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":"invalid"}}';
 export const FIB_DADDR_LOCAL =
   '{"match":{"op":"==","left":{"fib":{"result":"type","flags":["daddr"]}},"right":"local"}}';
 export const FIB_SADDR_LOCAL =

@@ -23,22 +23,22 @@ export function layoutVersion(): u32 {
 }
 
 export function allocInput(len: u32): usize {
-  input = new Uint8Array(<i32>len);
+  input = new Uint8Array(<i32> len);
   return input.dataStart;
 }
 
 function u32le(w: ByteWriter, v: u32): void {
-  w.byte(<i32>(v & 0xff)).byte(<i32>((v >> 8) & 0xff)).byte(<i32>((v >> 16) & 0xff))
-    .byte(<i32>(v >> 24));
+  w.byte(<i32> (v & 0xff)).byte(<i32> ((v >> 8) & 0xff)).byte(<i32> ((v >> 16) & 0xff))
+    .byte(<i32> (v >> 24));
 }
 
 function strs(w: ByteWriter, list: string[]): void {
-  u32le(w, <u32>list.length);
+  u32le(w, <u32> list.length);
   const tmp = new ByteWriter(64);
   for (let i = 0; i < list.length; i++) {
     tmp.reset();
     tmp.str(list[i]);
-    u32le(w, <u32>tmp.len);
+    u32le(w, <u32> tmp.len);
     w.append(tmp);
   }
 }
@@ -49,14 +49,14 @@ function strs(w: ByteWriter, list: string[]): void {
  *  removed, warnings. The batch is not copied: at 30k services it is tens of
  *  megabytes. */
 export function plan(): u32 {
-  const parsed = readInput(input.dataStart, <usize>input.length);
+  const parsed = readInput(input.dataStart, <usize> input.length);
   const res: PlanResult = parsed.mode == MODE_FULL ? planFull(parsed) : planDelta(parsed);
   batch = res.batch;
   output = new ByteWriter(1024);
   strs(output, res.added);
   strs(output, res.removed);
   strs(output, res.warnings);
-  return <u32>output.len;
+  return <u32> output.len;
 }
 
 export function outputPtr(): usize {
@@ -68,7 +68,7 @@ export function batchPtr(): usize {
 }
 
 export function batchLen(): u32 {
-  return <u32>batch.len;
+  return <u32> batch.len;
 }
 
 /** Layout version of IPVS mode's nftables table (its generation marker's name). */
@@ -81,8 +81,10 @@ export function ipvsLayoutVersion(): u32 {
  *  (one per service covered: `svc <id>`, `bind <address>` lines, then
  *  ipvsadm-restore lines) and, for a full plan, kube-ipvs0's addresses. */
 export function planIPVS(): u32 {
-  const parsed = readInput(input.dataStart, <usize>input.length);
-  const res: IPVSPlanResult = parsed.mode == MODE_FULL ? planIPVSFull(parsed) : planIPVSDelta(parsed);
+  const parsed = readInput(input.dataStart, <usize> input.length);
+  const res: IPVSPlanResult = parsed.mode == MODE_FULL
+    ? planIPVSFull(parsed)
+    : planIPVSDelta(parsed);
   batch = res.nft.batch;
   output = new ByteWriter(1024);
   strs(output, res.nft.added);
@@ -90,5 +92,5 @@ export function planIPVS(): u32 {
   strs(output, res.nft.warnings);
   strs(output, res.records);
   strs(output, res.addresses);
-  return <u32>output.len;
+  return <u32> output.len;
 }

@@ -255,9 +255,11 @@ export function fixedChains(cfg: Config): ChainDef[] {
     .rule([CT_STATE_NEW, jump(CHAIN_FIREWALL)]));
   chains.push(new ChainDef("filter-output-pre-dnat", baseChain("filter", "output", -110))
     .rule([CT_STATE_NEW, jump(CHAIN_FIREWALL)]));
-  chains.push(new ChainDef("filter-input", baseChain("filter", "input", -10))
-    .rule([CT_STATE_NEW, jump(CHAIN_NODEPORT_ENDPOINTS)])
-    .rule([CT_STATE_NEW, jump(CHAIN_SERVICE_ENDPOINTS)]));
+  chains.push(
+    new ChainDef("filter-input", baseChain("filter", "input", -10))
+      .rule([CT_STATE_NEW, jump(CHAIN_NODEPORT_ENDPOINTS)])
+      .rule([CT_STATE_NEW, jump(CHAIN_SERVICE_ENDPOINTS)]),
+  );
   const forward = new ChainDef("filter-forward", baseChain("filter", "forward", -10));
   // Out-of-window TCP packets that conntrack marks invalid would otherwise be
   // forwarded un-NATed to the client, which answers with a RST that kills the
@@ -266,9 +268,11 @@ export function fixedChains(cfg: Config): ChainDef[] {
   forward.rule([CT_STATE_NEW, jump(CHAIN_SERVICE_ENDPOINTS)]);
   forward.rule([CT_STATE_NEW, jump(CHAIN_CLUSTER_IPS)]);
   chains.push(forward);
-  chains.push(new ChainDef("filter-output", baseChain("filter", "output", -10))
-    .rule([CT_STATE_NEW, jump(CHAIN_SERVICE_ENDPOINTS)])
-    .rule([CT_STATE_NEW, jump(CHAIN_CLUSTER_IPS)]));
+  chains.push(
+    new ChainDef("filter-output", baseChain("filter", "output", -10))
+      .rule([CT_STATE_NEW, jump(CHAIN_SERVICE_ENDPOINTS)])
+      .rule([CT_STATE_NEW, jump(CHAIN_CLUSTER_IPS)]),
+  );
 
   // -- nat hooks: DNAT at the standard dstnat priority in prerouting (traffic
   // arriving at the node) and output (traffic the node itself sends);
@@ -281,9 +285,11 @@ export function fixedChains(cfg: Config): ChainDef[] {
     .rule([jump(CHAIN_MASQUERADING)]));
 
   // -- reject: TCP gets a RST, everything else ICMP port unreachable.
-  chains.push(new ChainDef(CHAIN_REJECT, "")
-    .rule([match("==", L4PROTO, '"tcp"'), '{"reject":{"type":"tcp reset"}}'])
-    .rule(['{"reject":{"type":"icmpx","expr":"port-unreachable"}}']));
+  chains.push(
+    new ChainDef(CHAIN_REJECT, "")
+      .rule([match("==", L4PROTO, '"tcp"'), '{"reject":{"type":"tcp reset"}}'])
+      .rule(['{"reject":{"type":"icmpx","expr":"port-unreachable"}}']),
+  );
 
   // -- firewall: an LB IP with loadBalancerSourceRanges drops new connections
   // whose source is outside the ranges. One lookup says "this LB IP:port has
@@ -357,9 +363,11 @@ export function fixedChains(cfg: Config): ChainDef[] {
     // (a static route to the service CIDR may point at any node).
     for (let f = 0; f < 2; f++) {
       const notLocal = localSource(cfg, f == 1, true);
-      if (notLocal.length > 0) clusterip.rule(cfg.localMode == LOCAL_CIDR
-        ? [notLocal, mark]
-        : [nfproto(f == 1), notLocal, mark]);
+      if (notLocal.length > 0) {
+        clusterip.rule(
+          cfg.localMode == LOCAL_CIDR ? [notLocal, mark] : [nfproto(f == 1), notLocal, mark],
+        );
+      }
     }
   }
   addTargetRules(clusterip, false, false);
@@ -383,10 +391,14 @@ export function fixedChains(cfg: Config): ChainDef[] {
 
   // -- masquerade what the dispatch marked, then clear the bit so it does not
   // leak to whatever else looks at the mark.
-  chains.push(new ChainDef(CHAIN_MASQUERADING, "")
-    .rule([match("==", '{"&":[' + MARK + "," + masq.toString() + "]}", "0"), RETURN])
-    .rule(['{"mangle":{"key":' + MARK + ',"value":{"^":[' + MARK + "," + masq.toString() + "]}}}"])
-    .rule(['{"masquerade":{"flags":["fully-random"]}}']));
+  chains.push(
+    new ChainDef(CHAIN_MASQUERADING, "")
+      .rule([match("==", '{"&":[' + MARK + "," + masq.toString() + "]}", "0"), RETURN])
+      .rule([
+        '{"mangle":{"key":' + MARK + ',"value":{"^":[' + MARK + "," + masq.toString() + "]}}}",
+      ])
+      .rule(['{"masquerade":{"flags":["fully-random"]}}']),
+  );
   return chains;
 }
 

@@ -1,12 +1,12 @@
 // The decoded planner input: the host's normalised picture of the cluster.
 import {
+  ABI_VERSION,
   DELTA_HAS_NEW,
   DELTA_HAS_OLD,
   EP_READY,
   EP_SERVING,
   EP_TERMINATING,
   INPUT_MAGIC,
-  ABI_VERSION,
   SVC_ETP_LOCAL,
   SVC_ITP_LOCAL,
 } from "./abi";
@@ -40,7 +40,7 @@ export class Endpoint {
   }
 
   addrString(): string {
-    return String.UTF8.decodeUnsafe(this.addrPtr, <usize>this.addrLen);
+    return String.UTF8.decodeUnsafe(this.addrPtr, <usize> this.addrLen);
   }
 }
 
@@ -138,7 +138,7 @@ function readService(r: Reader, cfg: Config): Service {
       e.local = r.strEquals(cfg.nodeName);
       e.zoneHints = r.listHas(cfg.nodeZone);
       e.nodeHints = r.listHas(cfg.nodeName);
-      unchecked((p.endpoints[j] = e));
+      unchecked(p.endpoints[j] = e);
     }
     s.ports.push(p);
   }
@@ -172,7 +172,7 @@ export function readInput(ptr: usize, len: usize): PlanInput {
   const n = r.count(1);
   if (input.mode == 0) {
     input.services = new Array<Service>(n);
-    for (let i = 0; i < n; i++) unchecked((input.services[i] = readService(r, c)));
+    for (let i = 0; i < n; i++) unchecked(input.services[i] = readService(r, c));
   } else {
     for (let i = 0; i < n; i++) {
       const ch = new ServiceChange();

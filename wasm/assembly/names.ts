@@ -63,12 +63,12 @@ export const CHAIN_REJECT = "reject-chain";
 export function hash64(s: string): string {
   let h: u64 = 0xcbf29ce484222325;
   for (let i = 0; i < s.length; i++) {
-    h ^= <u64>s.charCodeAt(i);
+    h ^= <u64> s.charCodeAt(i);
     h *= 0x100000001b3;
   }
   let out = "";
   for (let i = 15; i >= 0; i--) {
-    const d = <i32>((h >> (<u64>i * 4)) & 15);
+    const d = <i32> ((h >> (<u64> i * 4)) & 15);
     out += String.fromCharCode(d < 10 ? 48 + d : 87 + d);
   }
   return out;

@@ -38,7 +38,7 @@ export class Reader {
   }
 
   str(): string {
-    const n = <usize>this.u32();
+    const n = <usize> this.u32();
     this.need(n);
     const s = String.UTF8.decodeUnsafe(this.ptr, n);
     this.ptr += n;
@@ -47,19 +47,19 @@ export class Reader {
 
   /** Skips n bytes, returning where they are (zero-copy view of the input). */
   skip(n: u32): usize {
-    this.need(<usize>n);
+    this.need(<usize> n);
     const at = this.ptr;
-    this.ptr += <usize>n;
+    this.ptr += <usize> n;
     return at;
   }
 
   /** Reads a string and says whether it equals `s` (ASCII), without allocating. */
   strEquals(s: string): bool {
-    const n = <usize>this.u32();
+    const n = <usize> this.u32();
     this.need(n);
-    let eq = n == <usize>s.length && n > 0;
+    let eq = n == <usize> s.length && n > 0;
     for (let i: usize = 0; eq && i < n; i++) {
-      if (<i32>load<u8>(this.ptr + i) != s.charCodeAt(<i32>i)) eq = false;
+      if (<i32> load<u8>(this.ptr + i) != s.charCodeAt(<i32> i)) eq = false;
     }
     this.ptr += n;
     return eq;
@@ -75,20 +75,20 @@ export class Reader {
 
   strs(): string[] {
     const n = this.u32();
-    if (<usize>n > this.end - this.ptr) abort("planner input: list length out of range");
+    if (<usize> n > this.end - this.ptr) abort("planner input: list length out of range");
     // Most lists are empty; share one empty array instead of allocating.
     if (n == 0) return EMPTY_STRINGS;
-    const out = new Array<string>(<i32>n);
-    for (let i: i32 = 0; i < <i32>n; i++) unchecked((out[i] = this.str()));
+    const out = new Array<string>(<i32> n);
+    for (let i: i32 = 0; i < <i32> n; i++) unchecked(out[i] = this.str());
     return out;
   }
 
   /** Guards counts before allocating arrays for them. */
   count(minBytesEach: u32): i32 {
     const n = this.u32();
-    if (<u64>n * <u64>minBytesEach > <u64>(this.end - this.ptr)) {
+    if (<u64> n * <u64> minBytesEach > <u64> (this.end - this.ptr)) {
       abort("planner input: count out of range");
     }
-    return <i32>n;
+    return <i32> n;
   }
 }

@@ -32,7 +32,7 @@ import { ANY_SLOT, isNodePortPath, PATH_NAMES, slotChain, slotIndex } from "./na
 export function slotChainDef(path: i32, uniform: bool, slot: i32, masqMark: u32): ChainDef {
   const c = new ChainDef(slotChain(path, uniform, slot), "");
   const np = isNodePortPath(path);
-  const idx = slotIndex(path, <u32>slot);
+  const idx = slotIndex(path, <u32> slot);
   // A list whose endpoints share one port keeps that port once, under ANY_SLOT.
   const portIdx = uniform ? slotIndex(path, ANY_SLOT) : idx;
   for (let f = 0; f < 2; f++) {
@@ -85,5 +85,7 @@ export function sharedChainDef(name: string, masqMark: u32): ChainDef {
   const pathName = rest.substring(0, lastDash - 2);
   let path = 0;
   for (let i = 0; i < PATH_NAMES.length; i++) if (PATH_NAMES[i] == pathName) path = i;
-  return isSlot ? slotChainDef(path, uniform, num, masqMark) : pickChainDef(name, path, uniform, num);
+  return isSlot
+    ? slotChainDef(path, uniform, num, masqMark)
+    : pickChainDef(name, path, uniform, num);
 }

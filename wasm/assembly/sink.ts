@@ -34,7 +34,7 @@ export abstract class Sink {
 
   useList(path: i32, uniform: bool, n: i32): void {
     const k = path * 2 + (uniform ? 1 : 0);
-    if (n > unchecked(this.slots[k])) unchecked((this.slots[k] = n));
+    if (n > unchecked(this.slots[k])) unchecked(this.slots[k] = n);
     if (n > 1) this.picks.add((k << 24) | n);
   }
 
@@ -42,7 +42,9 @@ export abstract class Sink {
   sharedNames(): string[] {
     const out = new Array<string>();
     for (let k = 0; k < 8; k++) {
-      for (let i = 0; i < unchecked(this.slots[k]); i++) out.push(slotChain(k >> 1, (k & 1) == 1, i));
+      for (let i = 0; i < unchecked(this.slots[k]); i++) {
+        out.push(slotChain(k >> 1, (k & 1) == 1, i));
+      }
     }
     const picks = this.picks.values();
     picks.sort();
@@ -113,7 +115,7 @@ export class FullSink extends Sink {
     this.isMap = unchecked(mapDecls()[map]).isMap;
     if (this.isMap) w.byte(0x5b);
     this.w = w;
-    unchecked((this.counts[map] = this.counts[map] + 1));
+    unchecked(this.counts[map] = this.counts[map] + 1);
   }
 
   value(): void {

@@ -19,13 +19,13 @@ export class ByteWriter {
     let cap = this.buf.length << 1;
     while (cap < this.len + n) cap <<= 1;
     const next = new Uint8Array(cap);
-    memory.copy(next.dataStart, this.buf.dataStart, <usize>this.len);
+    memory.copy(next.dataStart, this.buf.dataStart, <usize> this.len);
     this.buf = next;
   }
 
   byte(b: i32): ByteWriter {
     this.ensure(1);
-    unchecked((this.buf[this.len++] = <u8>b));
+    unchecked(this.buf[this.len++] = <u8> b);
     return this;
   }
 
@@ -38,23 +38,23 @@ export class ByteWriter {
     for (let i = 0; i < n; i++) {
       const c = s.charCodeAt(i);
       if (c < 0x80) {
-        store<u8>(base + at++, <u8>c);
+        store<u8>(base + at++, <u8> c);
       } else if (c < 0x800) {
-        store<u8>(base + at++, <u8>(0xc0 | (c >> 6)));
-        store<u8>(base + at++, <u8>(0x80 | (c & 0x3f)));
+        store<u8>(base + at++, <u8> (0xc0 | (c >> 6)));
+        store<u8>(base + at++, <u8> (0x80 | (c & 0x3f)));
       } else if (c >= 0xd800 && c < 0xdc00 && i + 1 < n) {
         // Surrogate pair: one code point, four UTF-8 bytes (the ensure() above
         // reserved 3 bytes per UTF-16 unit, i.e. 6 for the pair).
         const lo = s.charCodeAt(++i);
         const cp = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
-        store<u8>(base + at++, <u8>(0xf0 | (cp >> 18)));
-        store<u8>(base + at++, <u8>(0x80 | ((cp >> 12) & 0x3f)));
-        store<u8>(base + at++, <u8>(0x80 | ((cp >> 6) & 0x3f)));
-        store<u8>(base + at++, <u8>(0x80 | (cp & 0x3f)));
+        store<u8>(base + at++, <u8> (0xf0 | (cp >> 18)));
+        store<u8>(base + at++, <u8> (0x80 | ((cp >> 12) & 0x3f)));
+        store<u8>(base + at++, <u8> (0x80 | ((cp >> 6) & 0x3f)));
+        store<u8>(base + at++, <u8> (0x80 | (cp & 0x3f)));
       } else {
-        store<u8>(base + at++, <u8>(0xe0 | (c >> 12)));
-        store<u8>(base + at++, <u8>(0x80 | ((c >> 6) & 0x3f)));
-        store<u8>(base + at++, <u8>(0x80 | (c & 0x3f)));
+        store<u8>(base + at++, <u8> (0xe0 | (c >> 12)));
+        store<u8>(base + at++, <u8> (0x80 | ((c >> 6) & 0x3f)));
+        store<u8>(base + at++, <u8> (0x80 | (c & 0x3f)));
       }
     }
     this.len = at;
@@ -104,7 +104,7 @@ export class ByteWriter {
     this.len = at;
     const base = this.buf.dataStart;
     while (v > 0) {
-      store<u8>(base + --at, <u8>(0x30 + <i32>(v % 10)));
+      store<u8>(base + --at, <u8> (0x30 + <i32> (v % 10)));
       v /= 10;
     }
     return this;
@@ -112,15 +112,15 @@ export class ByteWriter {
 
   /** Copies bytes from elsewhere in memory (e.g. an address in the input). */
   raw(ptr: usize, len: u32): ByteWriter {
-    this.ensure(<i32>len);
-    memory.copy(this.buf.dataStart + <usize>this.len, ptr, <usize>len);
-    this.len += <i32>len;
+    this.ensure(<i32> len);
+    memory.copy(this.buf.dataStart + <usize> this.len, ptr, <usize> len);
+    this.len += <i32> len;
     return this;
   }
 
   append(other: ByteWriter): ByteWriter {
     this.ensure(other.len);
-    memory.copy(this.buf.dataStart + <usize>this.len, other.buf.dataStart, <usize>other.len);
+    memory.copy(this.buf.dataStart + <usize> this.len, other.buf.dataStart, <usize> other.len);
     this.len += other.len;
     return this;
   }
@@ -130,7 +130,7 @@ export class ByteWriter {
   }
 
   toString(): string {
-    return String.UTF8.decodeUnsafe(this.buf.dataStart, <usize>this.len);
+    return String.UTF8.decodeUnsafe(this.buf.dataStart, <usize> this.len);
   }
 }
 
