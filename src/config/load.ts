@@ -2,6 +2,7 @@
 import { parse as parseYAML } from "yaml";
 import { type Config, ConfigError, defaultConfig } from "./config.ts";
 import {
+  isSection,
   type ModeScoped,
   readValue,
   resolveModeScoped,
@@ -33,9 +34,12 @@ export interface ConfigSources {
 
 export function loadConfig(sources: ConfigSources): LoadedConfig {
   const config = defaultConfig();
-  const scoped: ModeScoped = { syncPeriodMs: {}, minSyncPeriodMs: {} };
+  // Sync periods are resolved per layer, so that a flag beats the file whichever
+  // section (top level, iptables, nftables, ipvs) each of them names.
+  const fileScoped: ModeScoped = { syncPeriodMs: {}, minSyncPeriodMs: {} };
+  const flagScoped: ModeScoped = { syncPeriodMs: {}, minSyncPeriodMs: {} };
   const ignored = new Set<string>();
-  const apply = (s: Setting, raw: unknown, where: string) => {
+  const apply = (s: Setting, raw: unknown, where: string, scoped: ModeScoped) => {
     const v = readValue(s, raw, where);
     if (s.apply) s.apply(config, v, scoped, where);
     else ignored.add(where);
@@ -78,11 +82,14 @@ export function loadConfig(sources: ConfigSources): LoadedConfig {
         }
         const s = settingByPath(p);
         if (s) {
-          apply(s, v, `${path}: ${p}`);
+          apply(s, v, `${path}: ${p}`, fileScoped);
+        } else if (!isSection(p)) {
+          // Whatever its value, {} included: kube-proxy's strict decoding refuses it too.
+          throw new ConfigError(`${path}: ${p}`, "unknown field");
         } else if (typeof v === "object" && !Array.isArray(v)) {
           walk(v as Record<string, unknown>, p);
         } else {
-          throw new ConfigError(`${path}: ${p}`, "unknown field");
+          throw new ConfigError(`${path}: ${p}`, `expected an object, got ${JSON.stringify(v)}`);
         }
       }
     };
@@ -92,10 +99,12 @@ export function loadConfig(sources: ConfigSources): LoadedConfig {
   for (const [flag, raw] of sources.flags ?? []) {
     const s = settingByFlag(flag);
     if (!s) throw new ConfigError(`--${flag}`, "unknown flag");
-    apply(s, raw, `--${flag}`);
+    apply(s, raw, `--${flag}`, flagScoped);
   }
 
-  resolveModeScoped(config, scoped);
+  // The mode is final here (flags applied): pick each layer's periods for it.
+  resolveModeScoped(config, fileScoped);
+  resolveModeScoped(config, flagScoped);
   validate(config);
   return { config, ignored: [...ignored] };
 }

@@ -57,6 +57,37 @@ Deno.test("loadConfig() names an unknown field or flag", () => {
   );
 });
 
+Deno.test("loadConfig() refuses an unknown field whatever its value, {} included, at any depth", () => {
+  for (
+    const [yaml, field] of [
+      ["fooBar: {}\n", "fooBar"],
+      ["fooBar: {a: 1}\n", "fooBar"],
+      ["fooBar: [1]\n", "fooBar"],
+      ["nftables: {fooBar: {}}\n", "nftables.fooBar"],
+      ["ipvs: {fooBar: {}}\n", "ipvs.fooBar"],
+      ["conntrack: {fooBar: {}}\n", "conntrack.fooBar"],
+      ["conntrack: {fooBar: 1}\n", "conntrack.fooBar"],
+      ["linux: {conntrack: {fooBar: {}}}\n", "linux.conntrack.fooBar"],
+      ["detectLocal: {fooBar: {}}\n", "detectLocal.fooBar"],
+    ]
+  ) {
+    throws(
+      () => loadConfig(file(head + yaml)),
+      (e: Error) =>
+        e instanceof ConfigError &&
+        e.message === `Cannot use config.yaml: ${field}: unknown field`,
+      yaml,
+    );
+  }
+  // Known sections, empty or null, are fine; a known section that is not an object is not.
+  loadConfig(file(head + "nftables: {}\nipvs: {}\nconntrack: {}\nlinux: {conntrack: {}}\n"));
+  loadConfig(file(head + "nftables: null\n"));
+  throws(
+    () => loadConfig(file(head + "conntrack: 5\n")),
+    /config\.yaml: conntrack: expected an object, got 5/,
+  );
+});
+
 Deno.test("loadConfig() names the field and the reason for invalid values", () => {
   throws(
     () => loadConfig(file(head + "clusterCIDR: 10.0.0.0/33\n")),
@@ -109,6 +140,76 @@ Deno.test("loadConfig(): kube-proxy's flags override the file", () => {
   equal(config.minSyncPeriodMs, 100);
   equal(config.verbosity, 3);
   equal(config.hostnameOverride, "n1");
+});
+
+Deno.test("loadConfig(): a boolean flag overrides the file either way", () => {
+  const on = loadConfig({
+    ...file(head + "iptables: {masqueradeAll: true}\nnftables: {masqueradeAll: true}\n"),
+    flags: [["masquerade-all", "false"]],
+  }).config;
+  equal(on.masqueradeAll, false, "--masquerade-all=false beats masqueradeAll: true");
+  equal(
+    loadConfig({
+      ...file(head + "iptables: {masqueradeAll: true}\n"),
+      flags: [["masquerade-all", false]],
+    })
+      .config.masqueradeAll,
+    false,
+  );
+  equal(
+    loadConfig({
+      ...file(head + "iptables: {masqueradeAll: false}\n"),
+      flags: [["masquerade-all", true]],
+    })
+      .config.masqueradeAll,
+    true,
+  );
+  const yes = head +
+    "ipvs: {strictARP: true}\nconntrack: {tcpBeLiberal: true}\n";
+  const off = loadConfig({
+    ...file(yes),
+    flags: [["ipvs-strict-arp", "false"], ["conntrack-tcp-be-liberal", "false"]],
+  }).config;
+  equal(off.ipvs.strictARP, false);
+  equal(off.conntrack.tcpBeLiberal, false);
+});
+
+Deno.test("loadConfig(): a sync-period flag beats the file whichever section each names", () => {
+  const text = head + "syncPeriod: 20s\nminSyncPeriod: 2s\n";
+  const c = loadConfig({
+    ...file(text),
+    flags: [["iptables-sync-period", "5s"], ["iptables-min-sync-period", "1s"]],
+  }).config;
+  equal(c.syncPeriodMs, 5_000);
+  equal(c.minSyncPeriodMs, 1_000);
+  // A flag for another mode's section changes nothing.
+  equal(
+    loadConfig({ ...file(text), flags: [["ipvs-sync-period", "5s"]] }).config.syncPeriodMs,
+    20_000,
+  );
+  equal(
+    loadConfig({
+      ...file(head + "nftables: {syncPeriod: 40s}\n"),
+      flags: [["iptables-sync-period", "10s"]],
+    }).config.syncPeriodMs,
+    10_000,
+  );
+});
+
+Deno.test("loadConfig(): an empty mode, detectLocalMode or scheduler flag means the default", () => {
+  const text = head + "mode: ipvs\ndetectLocalMode: NodeCIDR\nipvs: {scheduler: wlc}\n";
+  const file1 = loadConfig(file(text)).config;
+  equal(file1.mode, "ipvs");
+  equal(file1.modeExplicit, true);
+  const c = loadConfig({
+    ...file(text),
+    flags: [["proxy-mode", ""], ["detect-local-mode", ""], ["ipvs-scheduler", ""]],
+  }).config;
+  equal(c.mode, "nftables");
+  equal(c.modeExplicit, false);
+  equal(c.detectLocalMode, "ClusterCIDR");
+  equal(c.ipvs.scheduler, "rr");
+  equal(loadConfig({ flags: [["proxy-mode", "nftables"]] }).config.modeExplicit, true);
 });
 
 Deno.test("loadConfig(): sync periods come from the section of the final mode", () => {

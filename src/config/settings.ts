@@ -7,6 +7,7 @@ import { parseCIDR } from "../state/mod.ts";
 import {
   type Config,
   ConfigError,
+  defaultConfig,
   type DetectLocalMode,
   IPVS_SCHEDULERS,
   type IPVSScheduler,
@@ -67,7 +68,12 @@ export const SETTINGS: Setting[] = [
     help: "nftables (default) or ipvs",
     apply: (c, v, _s, where) => {
       const m = String(v);
-      if (m === "") return;
+      if (m === "") {
+        // Empty is kube-proxy's "the default" (also when a flag says it over the file).
+        c.mode = defaultConfig().mode;
+        c.modeExplicit = false;
+        return;
+      }
       if (m !== "nftables" && m !== "ipvs") {
         throw new ConfigError(
           where,
@@ -112,7 +118,10 @@ export const SETTINGS: Setting[] = [
     help: "ClusterCIDR | NodeCIDR | BridgeInterface | InterfaceNamePrefix",
     apply: (c, v, _s, where) => {
       const m = String(v);
-      if (m === "") return;
+      if (m === "") {
+        c.detectLocalMode = defaultConfig().detectLocalMode;
+        return;
+      }
       if (!DETECT_LOCAL_MODES.includes(m as DetectLocalMode)) {
         throw new ConfigError(
           where,
@@ -146,25 +155,20 @@ export const SETTINGS: Setting[] = [
       c.nodePortAddresses = items.map((s) => s === "primary" ? s : cidrs(s, where)[0]!);
     },
   },
+  // The flag sets masqueradeAll (true or false) over whatever the file said;
+  // in the file, any of the sections that says true turns it on.
   {
-    path: "iptables.masqueradeAll",
     flag: "masquerade-all",
     type: "bool",
     help: "masquerade all traffic to ClusterIPs",
-    apply: (c, v) => c.masqueradeAll = c.masqueradeAll || v as boolean,
+    apply: (c, v) => c.masqueradeAll = v as boolean,
   },
-  {
-    path: "nftables.masqueradeAll",
+  ...["iptables", "nftables", "linux"].map((section): Setting => ({
+    path: `${section}.masqueradeAll`,
     type: "bool",
     help: "masquerade all traffic to ClusterIPs",
     apply: (c, v) => c.masqueradeAll = c.masqueradeAll || v as boolean,
-  },
-  {
-    path: "linux.masqueradeAll",
-    type: "bool",
-    help: "masquerade all traffic to ClusterIPs",
-    apply: (c, v) => c.masqueradeAll = c.masqueradeAll || v as boolean,
-  },
+  })),
   ...["iptables", "nftables"].map((section): Setting => ({
     path: `${section}.masqueradeBit`,
     ...(section === "iptables" ? { flag: "iptables-masquerade-bit" } : {}),
@@ -237,7 +241,10 @@ export const SETTINGS: Setting[] = [
     help: `IPVS scheduler: ${IPVS_SCHEDULERS.join(", ")}`,
     apply: (c, v, _s, where) => {
       const s = String(v);
-      if (s === "") return;
+      if (s === "") {
+        c.ipvs.scheduler = defaultConfig().ipvs.scheduler;
+        return;
+      }
       if (!IPVS_SCHEDULERS.includes(s as IPVSScheduler)) {
         throw new ConfigError(
           where,
@@ -448,6 +455,19 @@ export function settingByPath(path: string): Setting | undefined {
 
 export function settingByFlag(flag: string): Setting | undefined {
   return SETTINGS.find((s) => s.flag === flag);
+}
+
+/** Dot paths that hold other fields ("conntrack", "detectLocal", "linux.conntrack", ...). */
+const SECTIONS = new Set(
+  SETTINGS.flatMap((s) => {
+    const parts = s.path?.split(".") ?? [];
+    return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join("."));
+  }),
+);
+
+/** Whether path is a section of KubeProxyConfiguration that kpx knows the fields of. */
+export function isSection(path: string): boolean {
+  return SECTIONS.has(path);
 }
 
 /** Chooses the sync periods for the final mode: top level, else the mode's section. */
