@@ -24,7 +24,7 @@ import {
   ServiceHealthServers,
 } from "../serve/mod.ts";
 import { loadApiSource, ManifestDirSource, type SourceHandlers } from "../source/mod.ts";
-import { ClusterState } from "../state/mod.ts";
+import { ClusterState, type Endpoint } from "../state/mod.ts";
 import { type Clock, realClock } from "./clock.ts";
 import { Ingest } from "./ingest.ts";
 import { SyncLoop, type SyncRequest, type SyncResult } from "./sync_loop.ts";
@@ -95,7 +95,6 @@ export class Daemon {
     this.#ingest.onChange = () => {
       this.health.queued();
       this.metrics.lastQueued.set(this.#clock.now() / 1000);
-      this.metrics.serviceChangesPending.set(this.#ingest.pending.size);
       this.#loop.request();
     };
     this.#serviceHealth = new ServiceHealthServers({
@@ -204,10 +203,8 @@ export class Daemon {
     const done = this.#clock.now();
     this.lastSync = { ok: out.ok, full: out.full, generation: out.generation, at: done };
     if (!out.ok) {
-      // The changes were not programmed: keep their times for the retry.
-      for (const [id, p] of pending) {
-        if (!this.#ingest.pending.has(id)) this.#ingest.pending.set(id, p);
-      }
+      // The changes were not programmed: pending again, for the retry.
+      this.#ingest.restorePending(pending);
       this.#log.error("Sync failed; the rules in the kernel are the last good ones", {
         full: out.full,
         restored: out.restored,
@@ -223,7 +220,10 @@ export class Daemon {
     this.metrics.services.set(this.state.serviceCount);
     for (const p of pending.values()) {
       this.metrics.changeToKernel.observe((done - p.receivedAt) / 1000);
-      this.metrics.networkProgramming.observe((done - (p.triggeredAt ?? p.receivedAt)) / 1000);
+      // As kube-proxy: only changes the EndpointSlice controller timestamped.
+      if (p.triggeredAt !== undefined) {
+        this.metrics.networkProgramming.observe((done - p.triggeredAt) / 1000);
+      }
     }
     this.health.updated(started);
     this.health.nodeEligible = !(this.#ingest.node?.deleting ?? false);
@@ -241,21 +241,36 @@ export class Daemon {
     return { ok: true };
   }
 
-  /** eTP=Local LoadBalancers with a health check node port, and their local ready endpoints. */
+  /**
+   * eTP=Local LoadBalancers with a health check node port, and their local
+   * ready endpoints; and, as kube-proxy's no_local_endpoints gauge, the
+   * service ports with a Local traffic policy that have endpoints but none
+   * on this node (their traffic of that kind is dropped here). Only services
+   * with a Local policy are joined with their endpoints.
+   */
   #healthServices(): ServiceHealth[] {
     const out: ServiceHealth[] = [];
-    let noLocal = 0;
+    const node = this.#opts.nodeName;
+    let internal = 0;
+    let external = 0;
+    // kube-proxy's usable endpoints: ready, else serving and terminating.
+    const usable = (e: Endpoint) => e.ready || (e.serving && e.terminating);
+    const isLocal = (e: Endpoint) => e.nodeName !== "" && e.nodeName === node;
     for (const id of this.state.serviceIds()) {
       const spec = this.state.spec(id);
-      if (!spec || spec.healthCheckNodePort === 0) continue;
+      if (!spec) continue;
+      if (!spec.internalTrafficLocal && !spec.externalTrafficLocal && !spec.healthCheckNodePort) {
+        continue;
+      }
       const svc = this.state.service(id);
       const local = new Set<string>();
       for (const p of svc?.ports ?? []) {
-        for (const e of p.endpoints) {
-          if (e.ready && e.nodeName === this.#opts.nodeName) local.add(e.address);
-        }
+        for (const e of p.endpoints) if (e.ready && isLocal(e)) local.add(e.address);
+        if (!p.endpoints.some(usable) || p.endpoints.some((e) => usable(e) && isLocal(e))) continue;
+        if (spec.internalTrafficLocal) internal++;
+        if (spec.externalTrafficLocal) external++;
       }
-      if (local.size === 0) noLocal++;
+      if (spec.healthCheckNodePort === 0) continue;
       out.push({
         namespace: spec.namespace,
         name: spec.name,
@@ -263,7 +278,8 @@ export class Daemon {
         localEndpoints: local.size,
       });
     }
-    this.metrics.noLocalEndpoints.set(noLocal, { traffic_policy: "external" });
+    this.metrics.noLocalEndpoints.set(internal, { traffic_policy: "internal" });
+    this.metrics.noLocalEndpoints.set(external, { traffic_policy: "external" });
     return out;
   }
 

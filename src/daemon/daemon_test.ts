@@ -13,6 +13,7 @@ import { defaultConfig } from "../config/mod.ts";
 import { Logger } from "../log/mod.ts";
 import { Planner } from "../planner/mod.ts";
 import { Daemon } from "./daemon.ts";
+import { sample } from "./_test_metrics.ts";
 
 const planner = await Planner.load();
 
@@ -170,6 +171,169 @@ Deno.test({
         8000,
       );
       ok(daemon.metrics.applyFailures.get() > 0);
+    } finally {
+      await daemon.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+const TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time";
+
+function localPolicyService(name: string, clusterIP: string, spec: Record<string, unknown>) {
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name, namespace: "default" },
+    spec: { clusterIP, ports: [{ name: "http", port: 80 }], ...spec },
+  };
+}
+
+function endpoints(
+  service: string,
+  ports: string[],
+  eps: Array<{ ip: string; node: string; ready?: boolean; terminating?: boolean }>,
+  trigger?: string,
+) {
+  return {
+    apiVersion: "discovery.k8s.io/v1",
+    kind: "EndpointSlice",
+    metadata: {
+      name: `${service}-1`,
+      namespace: "default",
+      labels: { "kubernetes.io/service-name": service },
+      ...(trigger ? { annotations: { [TRIGGER]: trigger } } : {}),
+    },
+    addressType: "IPv4",
+    ports: ports.map((name, i) => ({ name, port: 8080 + i })),
+    endpoints: eps.map((e) => ({
+      addresses: [e.ip],
+      nodeName: e.node,
+      conditions: {
+        ready: e.ready ?? true,
+        serving: e.ready ?? true ? true : e.terminating ?? false,
+        terminating: e.terminating ?? false,
+      },
+    })),
+  };
+}
+
+Deno.test({
+  name:
+    "Daemon /metrics: pending changes, no-local-endpoint services by policy, and sync and programming latencies",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const hcPort = freePort();
+    const twoPorts = [{ name: "http", port: 80 }, { name: "dns", port: 53 }];
+    // iTP=Local, endpoints only elsewhere, two ports: kube-proxy counts service ports.
+    const itp = localPolicyService("itp", "10.96.0.20", {
+      internalTrafficPolicy: "Local",
+      ports: twoPorts,
+    });
+    const itpSlice = (node: string, trigger?: string) =>
+      endpoints("itp", ["http", "dns"], [{ ip: "10.244.1.5", node }], trigger);
+    await write(dir, "node.yaml", [node()]);
+    await write(dir, "itp.yaml", [itp, itpSlice("node-b")]);
+    await write(dir, "lb.yaml", [lb(hcPort), slice("node-b")]);
+    await write(dir, "np.yaml", [
+      localPolicyService("np", "10.96.0.30", {
+        type: "NodePort",
+        externalTrafficPolicy: "Local",
+        ports: [{ name: "http", port: 80, nodePort: 30090 }],
+      }),
+      endpoints("np", ["http"], [{ ip: "10.244.0.7", node: "node-a" }]),
+    ]);
+    await write(dir, "other.yaml", [
+      // No endpoints at all: not "no local endpoints" (kube-proxy rejects its traffic).
+      localPolicyService("empty", "10.96.0.40", { internalTrafficPolicy: "Local" }),
+      // Only a serving, terminating local endpoint: still usable locally.
+      localPolicyService("term", "10.96.0.50", { internalTrafficPolicy: "Local" }),
+      endpoints("term", ["http"], [{
+        ip: "10.244.0.8",
+        node: "node-a",
+        ready: false,
+        terminating: true,
+      }]),
+    ]);
+    const nft = new FakeNft();
+    const daemon = new Daemon({
+      config: {
+        ...defaultConfig(),
+        minSyncPeriodMs: 50,
+        syncPeriodMs: 1000,
+        healthzBindAddress: "",
+        metricsBindAddress: "",
+      },
+      nodeName: "node-a",
+      manifests: dir,
+      planner,
+      nft,
+      log: new Logger({ write: () => {} }),
+    });
+    const read = (series: string) => sample(daemon.metrics.registry.render(), series);
+    const pending = () => ({
+      services: read("kubeproxy_sync_proxy_rules_service_changes_pending"),
+      endpoints: read("kubeproxy_sync_proxy_rules_endpoint_changes_pending"),
+    });
+    const noLocal = (policy: string) =>
+      read(`kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="${policy}"}`);
+    const NP = "kubeproxy_network_programming_duration_seconds";
+    const SYNC = "kubeproxy_sync_proxy_rules_duration_seconds";
+    try {
+      const synced = daemon.nextSync();
+      await daemon.start();
+      await synced;
+      equal(noLocal("internal"), 2, "itp's two ports");
+      equal(
+        noLocal("external"),
+        1,
+        "the eTP=Local LoadBalancer; not the NodePort with a local endpoint",
+      );
+      equal(read(`${SYNC}_count`), 1);
+      equal(read(`${SYNC}_bucket{le="+Inf"}`), 1);
+      ok(read(`${SYNC}_sum`)! >= 0);
+      equal(read(`${NP}_count`), 0, "no trigger times in the objects: nothing observed");
+      ok(read("kpx_change_to_kernel_seconds_count")! > 0, "kpx's own latency counts every change");
+      deepEqual(pending(), { services: 0, endpoints: 0 });
+
+      // The kernel refuses the next syncs: the changes stay pending, and say so.
+      nft.failNextApplies = 1_000_000;
+      const trigger = new Date().toISOString();
+      await write(dir, "itp.yaml", [itp, itpSlice("node-b", trigger)]);
+      await write(dir, "np.yaml", [
+        localPolicyService("np", "10.96.0.30", {
+          type: "NodePort",
+          externalTrafficPolicy: "Local",
+          ports: [{ name: "http", port: 80, nodePort: 30091 }],
+        }),
+        endpoints("np", ["http"], [{ ip: "10.244.0.7", node: "node-a" }]),
+      ]);
+      await until(
+        () => {
+          const p = pending();
+          return daemon.metrics.applyFailures.get() > 0 && p.services === 1 && p.endpoints === 1;
+        },
+        "one Service and one EndpointSlice change pending after a failed sync",
+      );
+      equal(read(`${SYNC}_count`), 1, "failed syncs are not observed");
+
+      nft.failNextApplies = 0;
+      await until(() => read(`${NP}_count`) === 1, "the programming latency of the slice change");
+      deepEqual(pending(), { services: 0, endpoints: 0 });
+      ok(read(`${SYNC}_count`)! >= 2);
+      const np = read(`${NP}_sum`)!;
+      ok(np > 0 && np < 30, `latency from the trigger time: ${np}s`);
+      equal(read(`${NP}_bucket{le="+Inf"}`), 1);
+      equal(read(`${NP}_bucket{le="0.005"}`), 0, "it includes the failed syncs' wait");
+
+      // The endpoint moves here, without a trigger time: no new observation.
+      const before = read("kpx_change_to_kernel_seconds_count")!;
+      await write(dir, "itp.yaml", [itp, itpSlice("node-a")]);
+      await until(() => noLocal("internal") === 0, "itp to have local endpoints");
+      equal(read(`${NP}_count`), 1);
+      ok(read("kpx_change_to_kernel_seconds_count")! > before);
     } finally {
       await daemon.stop();
       await Deno.remove(dir, { recursive: true });

@@ -2,8 +2,11 @@
  * Objects from a source (API watch or manifest directory) into the cluster
  * state. Each invalid object is logged once per version, counted, and
  * skipped; the last valid version of it stays programmed, so a bad edit does
- * not take a working service down. Change times are kept per service, for the
- * change-to-kernel latency.
+ * not take a working service down. Changes not yet programmed are kept per
+ * service: when kpx received them (kpx_change_to_kernel_seconds), when the
+ * EndpointSlice controller says they happened (network programming latency),
+ * and how many Service and EndpointSlice changes are pending (kube-proxy's
+ * *_changes_pending gauges).
  */
 import type { Logger } from "../log/mod.ts";
 import type { KpxMetrics } from "../metrics/mod.ts";
@@ -35,9 +38,23 @@ function idOf(o: Record<string, unknown>): string {
 export interface PendingChange {
   /** When kpx received the first not-yet-synced change. */
   receivedAt: number;
-  /** When the change happened in the cluster, if the object says (trigger time). */
+  /**
+   * The oldest last-change-trigger-time of the service's pending EndpointSlice
+   * changes. Absent when none carried it (then, as kube-proxy, no network
+   * programming latency is observed), or after a slice of the service was
+   * deleted (kube-proxy drops the trigger times then too).
+   */
   triggeredAt?: number;
+  /** The Service object itself changed. */
+  serviceChanged: boolean;
+  /** EndpointSlice changes for this service (each accepted event counts). */
+  endpointChanges: number;
 }
+
+type Cause =
+  | { kind: "service" }
+  | { kind: "slice"; object: Record<string, unknown> }
+  | { kind: "slice-deleted" };
 
 export class Ingest {
   #state: ClusterState;
@@ -46,6 +63,10 @@ export class Ingest {
   #now: () => number;
   #warned = new Map<string, string>();
   #sliceService = new Map<string, string>();
+  /** Trigger times from before kpx started describe changes an earlier run (or nobody) programmed. */
+  #startedAt: number;
+  #servicesPending = 0;
+  #endpointsPending = 0;
   /** Per service id: the oldest change not yet programmed. */
   pending = new Map<string, PendingChange>();
   node: NodeSpec | null = null;
@@ -57,19 +78,43 @@ export class Ingest {
     this.#log = log;
     this.#metrics = metrics;
     this.#now = now;
+    this.#startedAt = now();
   }
 
-  #mark(serviceId: string, o?: Record<string, unknown>): void {
-    const at = this.#now();
-    const raw = o
-      ? (meta(o)["annotations"] as Record<string, unknown> | undefined)?.[TRIGGER_TIME]
-      : undefined;
-    const trig = typeof raw === "string" ? Date.parse(raw) : NaN;
+  #mark(serviceId: string, cause: Cause): void {
     const prev = this.pending.get(serviceId);
-    const next: PendingChange = { receivedAt: prev?.receivedAt ?? at };
-    const t = Number.isFinite(trig) ? Math.min(trig, prev?.triggeredAt ?? trig) : prev?.triggeredAt;
-    if (t !== undefined) next.triggeredAt = t;
+    const next: PendingChange = {
+      receivedAt: prev?.receivedAt ?? this.#now(),
+      serviceChanged: prev?.serviceChanged ?? false,
+      endpointChanges: prev?.endpointChanges ?? 0,
+    };
+    let triggeredAt = prev?.triggeredAt;
+    if (cause.kind === "service") {
+      // Services carry no trigger time; only endpoint changes are measured.
+      next.serviceChanged = true;
+    } else {
+      next.endpointChanges++;
+      if (cause.kind === "slice-deleted") {
+        triggeredAt = undefined;
+      } else {
+        const t = triggerTime(cause.object);
+        if (t !== undefined && t >= this.#startedAt) {
+          triggeredAt = Math.min(t, triggeredAt ?? t);
+        }
+      }
+    }
+    if (triggeredAt !== undefined) next.triggeredAt = triggeredAt;
+    this.#count(prev, -1);
+    this.#count(next, +1);
     this.pending.set(serviceId, next);
+  }
+
+  #count(p: PendingChange | undefined, sign: 1 | -1): void {
+    if (!p) return;
+    if (p.serviceChanged) this.#servicesPending += sign;
+    this.#endpointsPending += sign * p.endpointChanges;
+    this.#metrics.serviceChangesPending.set(this.#servicesPending);
+    this.#metrics.endpointChangesPending.set(this.#endpointsPending);
   }
 
   #invalid(kind: ObjectKind, o: Record<string, unknown>, e: InvalidObjectError): void {
@@ -101,7 +146,7 @@ export class Ingest {
     this.#metrics.serviceChangesTotal.inc();
     if (type === "delete") {
       this.#state.deleteService(id);
-      this.#mark(id);
+      this.#mark(id, { kind: "service" });
       return;
     }
     const r = parseService(o);
@@ -112,7 +157,7 @@ export class Ingest {
     } else {
       this.#state.upsertService(r.spec);
     }
-    this.#mark(id, o);
+    this.#mark(id, { kind: "service" });
   }
 
   #slice(type: EventType, o: Record<string, unknown>): void {
@@ -121,21 +166,21 @@ export class Ingest {
     const before = this.#sliceService.get(id);
     if (type === "delete") {
       this.#state.deleteSlice(id);
-      if (before) this.#mark(before, o);
+      if (before) this.#mark(before, { kind: "slice-deleted" });
       this.#sliceService.delete(id);
       return;
     }
     const r = parseEndpointSlice(o);
     if (r.kind === "ignored") {
       this.#state.deleteSlice(id);
-      if (before) this.#mark(before, o);
+      if (before) this.#mark(before, { kind: "slice-deleted" });
       this.#sliceService.delete(id);
       return;
     }
     this.#state.upsertSlice(r.spec);
     this.#sliceService.set(id, r.spec.serviceId);
-    this.#mark(r.spec.serviceId, o);
-    if (before && before !== r.spec.serviceId) this.#mark(before, o);
+    this.#mark(r.spec.serviceId, { kind: "slice", object: o });
+    if (before && before !== r.spec.serviceId) this.#mark(before, { kind: "slice-deleted" });
   }
 
   #node(type: EventType, o: Record<string, unknown>): void {
@@ -152,14 +197,39 @@ export class Ingest {
     }
   }
 
-  /** Takes the pending change times (the sync that follows programs them). */
+  /** Takes the pending changes (the sync that follows programs them). */
   takePending(): Map<string, PendingChange> {
     const p = this.pending;
     this.pending = new Map();
+    this.#servicesPending = 0;
+    this.#endpointsPending = 0;
     this.#metrics.serviceChangesPending.set(0);
     this.#metrics.endpointChangesPending.set(0);
     return p;
   }
+
+  /** Gives back changes a failed sync took: they are pending again, merged with newer ones. */
+  restorePending(taken: ReadonlyMap<string, PendingChange>): void {
+    for (const [id, old] of taken) {
+      const cur = this.pending.get(id);
+      const merged: PendingChange = {
+        receivedAt: Math.min(old.receivedAt, cur?.receivedAt ?? old.receivedAt),
+        serviceChanged: old.serviceChanged || (cur?.serviceChanged ?? false),
+        endpointChanges: old.endpointChanges + (cur?.endpointChanges ?? 0),
+      };
+      const t = Math.min(old.triggeredAt ?? Infinity, cur?.triggeredAt ?? Infinity);
+      if (Number.isFinite(t)) merged.triggeredAt = t;
+      this.#count(cur, -1);
+      this.#count(merged, +1);
+      this.pending.set(id, merged);
+    }
+  }
+}
+
+function triggerTime(o: Record<string, unknown>): number | undefined {
+  const raw = (meta(o)["annotations"] as Record<string, unknown> | undefined)?.[TRIGGER_TIME];
+  const t = typeof raw === "string" ? Date.parse(raw) : NaN;
+  return Number.isFinite(t) ? t : undefined;
 }
 
 export { SERVICE_NAME_LABEL };
