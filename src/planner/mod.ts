@@ -1,4 +1,4 @@
-export { Planner, PlannerError } from "./planner.ts";
+export { Planner, PlannerError, PlannerVersionError } from "./planner.ts";
 export {
   ABI_VERSION,
   type EncodedChange,

@@ -19,6 +19,23 @@ export class PlannerError extends Error {
   override name = "PlannerError";
 }
 
+/** The module speaks another ABI version than this host (or reports none): refused at load. */
+export class PlannerVersionError extends PlannerError {
+  override name = "PlannerVersionError";
+  constructor(
+    /** What the module's abiVersion() returned; null if it has no such export. */
+    readonly moduleVersion: number | null,
+    /** The version this host encodes and decodes (ABI_VERSION). */
+    readonly hostVersion: number,
+  ) {
+    super(
+      `Cannot load the planner: module ABI version ${
+        moduleVersion ?? "none"
+      }, this kpx needs ${hostVersion}`,
+    );
+  }
+}
+
 interface PlannerExports {
   memory: WebAssembly.Memory;
   abiVersion(): number;
@@ -92,14 +109,18 @@ export class Planner {
       throw new PlannerError("Cannot load the planner: invalid WebAssembly module", { cause: e });
     }
     const probe = new Planner(module, 0);
-    const ex = probe.#instantiate(() => {});
-    if (typeof ex.abiVersion !== "function" || ex.abiVersion() !== ABI_VERSION) {
-      const got = typeof ex.abiVersion === "function" ? ex.abiVersion() : "none";
-      throw new PlannerError(
-        `Cannot load the planner: module ABI version ${got}, this kpx needs ${ABI_VERSION}`,
-      );
+    let version: number | null;
+    let layout = 0;
+    try {
+      const ex = probe.#instantiate(() => {});
+      version = typeof ex.abiVersion === "function" ? ex.abiVersion() : null;
+      if (version === ABI_VERSION) layout = ex.layoutVersion();
+    } catch (e) {
+      throw new PlannerError("Cannot load the planner: the module does not start", { cause: e });
     }
-    return new Planner(module, ex.layoutVersion());
+    // Nothing else is asked of a module of another version: its exports may mean other things.
+    if (version !== ABI_VERSION) throw new PlannerVersionError(version, ABI_VERSION);
+    return new Planner(module, layout);
   }
 
   #instantiate(onAbort: (msg: string) => void): PlannerExports {
