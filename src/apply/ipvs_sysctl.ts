@@ -81,6 +81,32 @@ export function runnerSysctl(runner: Runner): SysctlIO {
   };
 }
 
+/**
+ * A setting IPVS mode needs could not be read or set: names the sysctl (or
+ * `ipvsadm --set` for IPVS's timeouts) and what had been changed before it,
+ * so the caller can fall back to nftables mode or refuse, and say which.
+ */
+export class IPVSHostError extends Error {
+  override name = "IPVSHostError";
+  /** The sysctl key, or "ipvsadm --set" for IPVS's connection timeouts. */
+  readonly setting: string;
+  /** What was changed on the node before the failure (left in place). */
+  readonly applied: readonly SysctlChange[];
+  constructor(
+    setting: string,
+    message: string,
+    options: ErrorOptions & { applied?: readonly SysctlChange[] } = {},
+  ) {
+    super(message, options);
+    this.setting = setting;
+    this.applied = options.applied ?? [];
+  }
+}
+
+function reason(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /** Writes the settings that differ; a missing key (IPVS not loaded) is an error. */
 export async function applyIPVSSysctls(
   settings: readonly SysctlSetting[],
@@ -88,17 +114,30 @@ export async function applyIPVSSysctls(
 ): Promise<SysctlChange[]> {
   const changes: SysctlChange[] = [];
   for (const s of settings) {
-    const from = await io.read(s.key);
+    let from: string | undefined;
+    try {
+      from = await io.read(s.key);
+    } catch (e) {
+      throw new IPVSHostError(s.key, `Cannot read ${s.key}: ${reason(e)}`, {
+        cause: e,
+        applied: changes,
+      });
+    }
     if (from === undefined) {
-      throw new Error(
+      throw new IPVSHostError(
+        s.key,
         `Cannot set ${s.key}: the kernel has no such setting (is the ip_vs module loaded?)`,
+        { applied: changes },
       );
     }
     if (from === s.value) continue;
     try {
       await io.write(s.key, s.value);
     } catch (e) {
-      throw new Error(`Cannot set ${s.key} to ${s.value}: ${(e as Error).message}`, { cause: e });
+      throw new IPVSHostError(s.key, `Cannot set ${s.key} to ${s.value}: ${reason(e)}`, {
+        cause: e,
+        applied: changes,
+      });
     }
     changes.push({ key: s.key, from, to: s.value });
   }
@@ -108,7 +147,8 @@ export async function applyIPVSSysctls(
 /**
  * Everything IPVS mode sets on the node before its first sync: the sysctls
  * above and, when configured, IPVS's own connection timeouts (ipvsadm --set;
- * 0 leaves a timeout as the kernel has it, as kube-proxy does).
+ * 0 leaves a timeout as the kernel has it, as kube-proxy does). Any failure
+ * is an IPVSHostError naming the setting.
  */
 export async function prepareIPVSHost(
   ipvsConfig: Config["ipvs"],
@@ -120,6 +160,16 @@ export async function prepareIPVSHost(
     ipvsConfig.tcpFinTimeoutMs,
     ipvsConfig.udpTimeoutMs,
   ].map((ms) => Math.round(ms / 1000));
-  if (tcp || fin || udp) await deps.ipvs.setTimeouts(tcp!, fin!, udp!);
+  if (tcp || fin || udp) {
+    try {
+      await deps.ipvs.setTimeouts(tcp!, fin!, udp!);
+    } catch (e) {
+      throw new IPVSHostError(
+        "ipvsadm --set",
+        `Cannot set IPVS's timeouts (ipvsadm --set ${tcp} ${fin} ${udp}): ${reason(e)}`,
+        { cause: e, applied: changes },
+      );
+    }
+  }
   return changes;
 }

@@ -1,6 +1,12 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { defaultConfig } from "../config/mod.ts";
-import { applyIPVSSysctls, ipvsSysctls, prepareIPVSHost, type SysctlIO } from "./ipvs_sysctl.ts";
+import {
+  applyIPVSSysctls,
+  IPVSHostError,
+  ipvsSysctls,
+  prepareIPVSHost,
+  type SysctlIO,
+} from "./ipvs_sysctl.ts";
 import { ipvsPreflight } from "./ipvs_preflight.ts";
 import type { ProcessResult, Runner } from "./process.ts";
 
@@ -50,6 +56,28 @@ Deno.test("prepareIPVSHost() writes only what differs, sets IPVS timeouts when c
     applyIPVSSysctls(ipvsSysctls(defaultConfig().ipvs, "6.1.0"), memory({})),
     /Cannot set net\.ipv4\.vs\.conntrack: the kernel has no such setting \(is the ip_vs module loaded\?\)/,
   );
+});
+
+Deno.test("applyIPVSSysctls() fails with an IPVSHostError naming the sysctl and what it had set", async () => {
+  const io = memory({
+    "net.ipv4.vs.conntrack": "0",
+    "net.ipv4.vs.expire_nodest_conn": "0",
+    "net.ipv4.vs.expire_quiescent_template": "0",
+  });
+  io.write = (k, v) =>
+    k === "net.ipv4.vs.conntrack"
+      ? Promise.resolve(void io.writes.push(`${k}=${v}`))
+      : Promise.reject(new Error("sysctl: permission denied on key"));
+  await rejects(applyIPVSSysctls(ipvsSysctls(defaultConfig().ipvs, "6.1.0"), io), (e: unknown) => {
+    ok(e instanceof IPVSHostError, String(e));
+    equal(e.setting, "net.ipv4.vs.expire_nodest_conn");
+    equal(
+      e.message,
+      "Cannot set net.ipv4.vs.expire_nodest_conn to 1: sysctl: permission denied on key",
+    );
+    deepEqual(e.applied, [{ key: "net.ipv4.vs.conntrack", from: "0", to: "1" }]);
+    return true;
+  });
 });
 
 class ScriptedRunner implements Runner {

@@ -62,6 +62,7 @@ export {
 } from "./ipvs_state.ts";
 export {
   applyIPVSSysctls,
+  IPVSHostError,
   ipvsSysctls,
   prepareIPVSHost,
   runnerSysctl,

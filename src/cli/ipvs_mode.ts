@@ -1,17 +1,26 @@
 /**
- * `kpx run` in IPVS mode: check that the node can do it, prepare it (sysctls,
- * IPVS timeouts), or fall back to nftables mode as kube-proxy did when IPVS
- * was missing; `--ipvs-fallback=false` refuses to start instead.
+ * `kpx run` in IPVS mode: check that the node can do it (ipvsadm, ip, the
+ * ip_vs module, the scheduler), prepare it (sysctls, IPVS timeouts), or, when
+ * it cannot, either run in nftables mode instead or refuse to start.
+ *
+ * Which of the two (issue 6: "fall back to nftables mode, or refuse if the
+ * config insists"): a mode given explicitly, by `--proxy-mode` or `mode:` in
+ * the config file, insists, so kpx refuses and names what is missing rather
+ * than silently proxying another way than asked. `--ipvs-fallback` overrides
+ * that: `--ipvs-fallback` (=true) falls back, `--ipvs-fallback=false`
+ * refuses, whatever chose the mode.
  */
 import {
   type DummyLink,
   IpLink,
   type Ipvs,
   IpvsadmCli,
+  IPVSHostError,
   ipvsPreflight,
   prepareIPVSHost,
   type Runner,
   runnerSysctl,
+  type SysctlIO,
 } from "../apply/mod.ts";
 import type { Config } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
@@ -23,37 +32,107 @@ export interface IPVSMode {
   ipvs?: { ipvs: Ipvs; link: DummyLink };
 }
 
+/** kpx refuses to start in IPVS mode: `reasons` say what the node lacks. */
+export class IPVSUnavailableError extends Error {
+  override name = "IPVSUnavailableError";
+  readonly reasons: readonly string[];
+  /** The sysctl (or "ipvsadm --set") that could not be set, when that was the reason. */
+  readonly setting: string | undefined;
+  constructor(
+    message: string,
+    reasons: readonly string[],
+    options: ErrorOptions & { setting?: string } = {},
+  ) {
+    super(message, options);
+    this.reasons = reasons;
+    this.setting = options.setting;
+  }
+}
+
+/** Where the decision to fall back or refuse came from, for the messages. */
+export type FallbackChoice =
+  | { fallback: true; why: "flag" | "implicit" }
+  | { fallback: false; why: "flag" | "explicit" };
+
+/**
+ * Whether IPVS mode may fall back to nftables mode (pure): the
+ * `--ipvs-fallback` flag when given, else only when the mode was not chosen
+ * explicitly.
+ */
+export function ipvsFallbackChoice(
+  config: Pick<Config, "modeExplicit">,
+  flag: boolean | undefined,
+): FallbackChoice {
+  if (flag === true) return { fallback: true, why: "flag" };
+  if (flag === false) return { fallback: false, why: "flag" };
+  return config.modeExplicit
+    ? { fallback: false, why: "explicit" }
+    : { fallback: true, why: "implicit" };
+}
+
+function refusalHint(choice: FallbackChoice): string {
+  return choice.why === "flag"
+    ? "--ipvs-fallback=false: not falling back to nftables mode"
+    : "mode ipvs was asked for explicitly (--proxy-mode or mode: in the config file), so kpx does not fall back to nftables mode; --ipvs-fallback runs nftables mode instead";
+}
+
+export interface StartIPVSOptions {
+  /** The `--ipvs-fallback` flag; undefined when not given. */
+  fallback?: boolean | undefined;
+  /** Test seams: the kernel release (default Deno.osRelease()) and sysctl access. */
+  kernelRelease?: string;
+  sysctl?: SysctlIO;
+  ipvs?: Ipvs;
+}
+
 export async function startIPVSMode(
   config: Config,
   runner: Runner,
   log: Logger,
-  opts: { fallback: boolean },
+  opts: StartIPVSOptions = {},
 ): Promise<IPVSMode> {
-  const checks = await ipvsPreflight(runner, config.ipvs.scheduler);
-  if (checks.errors.length > 0) {
-    const why = checks.errors.join("; ");
-    if (!opts.fallback) {
-      throw new Error(
-        `Cannot run in ipvs mode: ${why} (--ipvs-fallback=false: not falling back to nftables mode)`,
+  const choice = ipvsFallbackChoice(config, opts.fallback);
+  const unavailable = (
+    reasons: string[],
+    options: ErrorOptions & { setting?: string } = {},
+  ): IPVSMode => {
+    const why = reasons.join("; ");
+    if (!choice.fallback) {
+      throw new IPVSUnavailableError(
+        `Cannot run in ipvs mode: ${why} (${refusalHint(choice)})`,
+        reasons,
+        options,
       );
     }
     log.warn(
       "IPVS mode is not available on this node; running in nftables mode instead (--ipvs-fallback=false refuses to start)",
-      {
-        reason: why,
-      },
+      { reason: why },
     );
     return { config: { ...config, mode: "nftables" } };
-  }
-  const ipvs = new IpvsadmCli(runner);
-  const sysctl = runnerSysctl(runner);
-  for (
-    const ch of await prepareIPVSHost(config.ipvs, {
+  };
+
+  const checks = await ipvsPreflight(runner, config.ipvs.scheduler);
+  if (checks.errors.length > 0) return unavailable(checks.errors);
+
+  const ipvs = opts.ipvs ?? new IpvsadmCli(runner);
+  let changes;
+  try {
+    changes = await prepareIPVSHost(config.ipvs, {
       ipvs,
-      kernelRelease: Deno.osRelease(),
-      sysctl,
-    })
-  ) {
+      kernelRelease: opts.kernelRelease ?? Deno.osRelease(),
+      sysctl: opts.sysctl ?? runnerSysctl(runner),
+    });
+  } catch (e) {
+    if (!(e instanceof IPVSHostError)) throw e;
+    for (const ch of e.applied) {
+      log.info("Set sysctl", { sysctl: ch.key, from: ch.from, to: ch.to });
+    }
+    return unavailable([e.message], {
+      cause: e,
+      setting: e.setting,
+    });
+  }
+  for (const ch of changes) {
     log.info("Set sysctl", { sysctl: ch.key, from: ch.from, to: ch.to });
   }
   return { config, ipvs: { ipvs, link: new IpLink(runner) } };

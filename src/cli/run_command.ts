@@ -17,7 +17,7 @@ export const RUN_FLAGS: Record<string, FlagSpec> = {
   "ipvs-fallback": {
     type: "bool",
     help:
-      "mode ipvs on a node without IPVS (or its scheduler): run in nftables mode instead (default true); false: refuse to start",
+      "mode ipvs on a node that cannot run it (no IPVS, scheduler or sysctl): true runs nftables mode instead; false refuses to start (the default when the mode was set explicitly)",
   },
 };
 
@@ -51,7 +51,9 @@ export async function runCommand(argv: string[], early: Logger): Promise<number>
     log.warn("Cannot apply conntrack settings; continuing with the kernel's", { error: e });
   }
   const mode = config.mode === "ipvs"
-    ? await startIPVSMode(config, runner, log, { fallback: args.flags["ipvs-fallback"] !== false })
+    ? await startIPVSMode(config, runner, log, {
+      fallback: args.flags["ipvs-fallback"] as boolean | undefined,
+    })
     : { config };
   const conntrack = checks.warnings.some((w) => w.includes("conntrack tool is not installed"))
     ? undefined
