@@ -177,6 +177,11 @@ export class Daemon {
     }
     const periods = next.syncPeriodMs !== this.#config.syncPeriodMs ||
       next.minSyncPeriodMs !== this.#config.minSyncPeriodMs;
+    if (next.logFormat !== this.#config.logFormat || next.verbosity !== this.#config.verbosity) {
+      // The logger is shared with the sources and the applier: they all follow.
+      this.#log.configure({ format: next.logFormat, verbosity: next.verbosity });
+      this.#log.info("Logging changed", { format: next.logFormat, verbosity: next.verbosity });
+    }
     this.#config = {
       ...next,
       ...Object.fromEntries(restart.map((k) => [k, this.#config[k]])),

@@ -340,3 +340,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "Daemon.reload() applies a new log format and verbosity to every log line after it",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () => {
+    const lines: string[] = [];
+    const config = { ...defaultConfig(), healthzBindAddress: "", metricsBindAddress: "" };
+    const log = new Logger({
+      write: (l) => lines.push(l),
+      format: config.logFormat,
+      verbosity: config.verbosity,
+    });
+    const daemon = new Daemon({ config, nodeName: "node-a", planner, nft: new FakeNft(), log });
+    log.debug("before");
+    equal(lines.length, 0);
+
+    daemon.reload({ ...config, logFormat: "json", verbosity: 4 });
+    const json = lines.map((l) => JSON.parse(l));
+    ok(json.some((o) => o.msg === "Logging changed" && o.format === "json" && o.verbosity === 4));
+    equal(json.at(-1).msg, "Configuration reloaded");
+    log.debug("after");
+    equal(JSON.parse(lines.at(-1)!).msg, "after", "debug lines now show, as JSON");
+    equal(daemon.config.verbosity, 4);
+
+    const n = lines.length;
+    daemon.reload({ ...config, logFormat: "logfmt", verbosity: 0 });
+    log.debug("hidden");
+    ok(lines.slice(n).every((l) => l.startsWith("ts=")), "back to logfmt");
+    ok(!lines.some((l) => l.includes("hidden")));
+  },
+});

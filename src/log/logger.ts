@@ -44,16 +44,20 @@ export function errorText(e: unknown): string {
   return parts.join(": caused by: ");
 }
 
+/** What a reload may change; shared by a logger and every logger made from it with with(). */
+export interface LogSettings {
+  format: "logfmt" | "json";
+  verbosity: number;
+}
+
 export class Logger {
-  #format: "logfmt" | "json";
-  #verbosity: number;
+  #settings: LogSettings;
   #write: (line: string) => void;
   #now: () => Date;
   #fields: Fields;
 
   constructor(opts: LoggerOptions = {}, fields: Fields = {}) {
-    this.#format = opts.format ?? "logfmt";
-    this.#verbosity = opts.verbosity ?? 0;
+    this.#settings = { format: opts.format ?? "logfmt", verbosity: opts.verbosity ?? 0 };
     const enc = new TextEncoder();
     this.#write = opts.write ?? ((line) => Deno.stderr.writeSync(enc.encode(line + "\n")));
     this.#now = opts.now ?? (() => new Date());
@@ -61,15 +65,30 @@ export class Logger {
   }
 
   get verbosity(): number {
-    return this.#verbosity;
+    return this.#settings.verbosity;
+  }
+
+  get format(): "logfmt" | "json" {
+    return this.#settings.format;
+  }
+
+  /**
+   * Changes the format and verbosity (a config reload), for this logger and
+   * every logger made from it or that it was made from with with().
+   */
+  configure(settings: Partial<LogSettings>): void {
+    if (settings.format !== undefined) this.#settings.format = settings.format;
+    if (settings.verbosity !== undefined) this.#settings.verbosity = settings.verbosity;
   }
 
   /** A logger that adds these fields to every line. */
   with(fields: Fields): Logger {
-    return new Logger(
-      { format: this.#format, verbosity: this.#verbosity, write: this.#write, now: this.#now },
-      { ...this.#fields, ...fields },
-    );
+    const child = new Logger({ write: this.#write, now: this.#now }, {
+      ...this.#fields,
+      ...fields,
+    });
+    child.#settings = this.#settings;
+    return child;
   }
 
   #emit(level: LogLevel, msg: string, fields: Fields): void {
@@ -79,7 +98,7 @@ export class Logger {
       else if (all[k] instanceof Error) all[k] = errorText(all[k]);
     }
     const ts = this.#now().toISOString();
-    if (this.#format === "json") {
+    if (this.#settings.format === "json") {
       this.#write(JSON.stringify({ ts, level, msg, ...all }));
     } else {
       const kv = Object.entries(all).map(([k, v]) => `${k}=${logfmtValue(v)}`);
@@ -95,9 +114,9 @@ export class Logger {
   }
   /** v: the verbosity needed to see this line (0: always). */
   info(msg: string, fields: Fields = {}, v = 0): void {
-    if (v <= this.#verbosity) this.#emit("info", msg, fields);
+    if (v <= this.#settings.verbosity) this.#emit("info", msg, fields);
   }
   debug(msg: string, fields: Fields = {}): void {
-    if (this.#verbosity >= 4) this.#emit("debug", msg, fields);
+    if (this.#settings.verbosity >= 4) this.#emit("debug", msg, fields);
   }
 }

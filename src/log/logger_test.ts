@@ -52,3 +52,22 @@ Deno.test("errorText() follows the cause chain without repeating quoted causes",
   const e2 = new Error("Cannot sync", { cause: new Error("Cannot apply", { cause: inner }) });
   equal(errorText(e2), "Cannot sync: caused by: Cannot apply: caused by: permission denied");
 });
+
+Deno.test("Logger.configure() changes format and verbosity for the logger and those made with with()", () => {
+  const { lines, log } = capture("logfmt", 0);
+  const child = log.with({ component: "source" });
+  child.info("hidden", {}, 2);
+  equal(lines.length, 0);
+  log.configure({ format: "json", verbosity: 2 });
+  child.info("shown", {}, 2);
+  log.info("also json");
+  equal(log.format, "json");
+  equal(child.verbosity, 2);
+  deepEqual(lines.map((l) => JSON.parse(l)), [
+    { ts: "1970-01-01T00:00:00.000Z", level: "info", msg: "shown", component: "source" },
+    { ts: "1970-01-01T00:00:00.000Z", level: "info", msg: "also json" },
+  ]);
+  child.configure({ verbosity: 0 });
+  log.info("hidden again", {}, 1);
+  equal(lines.length, 2, "a child's configure() reaches its parent too");
+});

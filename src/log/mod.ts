@@ -1,1 +1,8 @@
-export { errorText, type Fields, Logger, type LoggerOptions, type LogLevel } from "./logger.ts";
+export {
+  errorText,
+  type Fields,
+  Logger,
+  type LoggerOptions,
+  type LogLevel,
+  type LogSettings,
+} from "./logger.ts";
