@@ -7,28 +7,77 @@
  * empty node, a full resync with nothing to change, and one-service deltas
  * (2 of 10 endpoints replaced), plus one ipvsadm per change against one
  * ipvsadm -R for 100 new virtual services. Skipped, with a note, on a host
- * that cannot run the VM.
+ * that cannot run the VM. A run where any step failed fails the benchmark
+ * (guestBenchProblems): nothing of it is recorded.
  */
 import { ensureVmImage, runInVm, vmPrerequisites } from "../test/e2e/ipvs_vm.ts";
 import { bundle } from "../test/e2e/_ipvs_mode_vm.ts";
 import type { BenchReport } from "./report.ts";
 
-interface GuestBench {
+/** What the guest prints (test/e2e/_ipvs_mode_guest.ts, scenario bench). */
+export interface GuestBench {
   services: number;
   virtualServices: number;
   full: {
     ok: boolean;
+    full: boolean;
     ms: number;
     planMs: number;
     applyMs: number;
     verifyMs: number;
     error?: string;
   };
-  resync: { ok: boolean; ms: number };
+  resync: { ok: boolean; full: boolean; ms: number; error?: string };
   listMs: number;
   deltaMs: number[];
   deltaParts: Array<{ planMs: number; applyMs: number; verifyMs: number }>;
-  perLine: { lines: number; oneEachMs: number; restoreMs: number };
+  perLine: {
+    lines: number;
+    oneEachMs: number;
+    perLineErrors: string[];
+    restoreMs: number;
+    restoreErrors: string[];
+  };
+}
+
+/**
+ * Why a guest run must not be recorded (empty: it may): a sync that failed
+ * or was not what it claims to time, a command that failed, a figure that is
+ * not a time. A failed step is often fast, so its figure would look good.
+ */
+export function guestBenchProblems(
+  g: GuestBench,
+  want: { services: number; deltas: number },
+): string[] {
+  const problems: string[] = [];
+  if (g.services !== want.services) {
+    problems.push(`the guest planned ${g.services} services, not ${want.services}`);
+  }
+  if (!g.full.ok) problems.push(`the full sync failed: ${g.full.error ?? "no error given"}`);
+  else if (!g.full.full) problems.push("the first sync was not a full sync");
+  if (!g.resync.ok) problems.push(`the full resync failed: ${g.resync.error ?? "no error given"}`);
+  else if (!g.resync.full) problems.push("the resync was not a full sync");
+  if (g.virtualServices < want.services) {
+    problems.push(`${g.virtualServices} virtual services after the syncs, fewer than the services`);
+  }
+  if (g.deltaMs.length !== want.deltas || g.deltaParts.length !== want.deltas) {
+    problems.push(`${g.deltaMs.length} one-service deltas timed, not ${want.deltas}`);
+  }
+  for (const e of g.perLine.perLineErrors) problems.push(`one ipvsadm per change: ${e}`);
+  for (const e of g.perLine.restoreErrors) problems.push(`ipvsadm -R: ${e}`);
+  const times: Array<[string, number]> = [
+    ["full sync", g.full.ms],
+    ["full sync planning", g.full.planMs],
+    ["resync", g.resync.ms],
+    ["ipvsadm -Ln", g.listMs],
+    ["one ipvsadm per change", g.perLine.oneEachMs],
+    ["ipvsadm -R", g.perLine.restoreMs],
+    ...g.deltaMs.map((ms, i): [string, number] => [`delta ${i}`, ms]),
+  ];
+  for (const [what, ms] of times) {
+    if (!Number.isFinite(ms) || ms < 0) problems.push(`${what}: ${ms} is not a time`);
+  }
+  return problems;
 }
 
 const SETUP = `for f in 0:stdin 1:stdout 2:stderr; do
@@ -62,9 +111,18 @@ export async function ipvsBench(report: BenchReport, opts: { quick: boolean }): 
         `Cannot run the IPVS benchmark in the VM: exit ${r.exitCode}: ${r.stderr.slice(-2000)}`,
       );
     }
-    const g = JSON.parse(r.stdout) as GuestBench;
-    if (!g.full.ok) {
-      throw new Error(`Cannot run the IPVS benchmark: the full sync failed: ${g.full.error}`);
+    let g: GuestBench;
+    try {
+      g = JSON.parse(r.stdout) as GuestBench;
+    } catch (e) {
+      throw new Error(
+        `Cannot read the IPVS benchmark's result from the VM: ${r.stdout.slice(-500)}`,
+        { cause: e },
+      );
+    }
+    const problems = guestBenchProblems(g, { services, deltas });
+    if (problems.length > 0) {
+      throw new Error(`Cannot record the IPVS benchmark (run ${run + 1}): ${problems.join("; ")}`);
     }
     results.push(g);
   }

@@ -191,27 +191,41 @@ async function benchScenario(): Promise<unknown> {
   const virtualServices = (await ipvs.list()).size;
   // One ipvsadm per change versus one ipvsadm -R, on 100 new virtual services.
   const lines = Array.from({ length: 100 }, (_, i) => `-A -t 10.200.${i >> 8}.${i & 255}:80 -s rr`);
+  const perLineErrors: string[] = [];
   const [, perLineMs] = await timed(async () => {
-    for (const l of lines) await runner.run(["ipvsadm", ...l.split(" ")]);
+    for (const l of lines) {
+      const r = await runner.run(["ipvsadm", ...l.split(" ")]);
+      if (r.code !== 0) {
+        perLineErrors.push(`ipvsadm ${l}: exit status ${r.code}: ${r.stderr.trim()}`);
+      }
+    }
   });
-  await runner.run(["ipvsadm", "-C"]);
-  const [, restoreMs] = await timed(() => ipvs.restore(lines));
+  const clear = await runner.run(["ipvsadm", "-C"]);
+  if (clear.code !== 0) {
+    perLineErrors.push(`ipvsadm -C: exit status ${clear.code}: ${clear.stderr}`);
+  }
+  const [restoreErrors, restoreMs] = await timed(() => ipvs.restore(lines));
+  const restored = (await ipvs.list()).size;
+  if (restored !== lines.length) {
+    restoreErrors.push(`ipvsadm -R left ${restored} virtual services, not ${lines.length}`);
+  }
   return {
     services: n,
     virtualServices,
     full: {
       ok: full.ok,
+      full: full.full,
       ms: fullMs,
       planMs: full.planMs,
       applyMs: full.applyMs,
       verifyMs: full.verifyMs,
       error: full.error?.message,
     },
-    resync: { ok: resync.ok, ms: resyncMs },
+    resync: { ok: resync.ok, full: resync.full, ms: resyncMs, error: resync.error?.message },
     listMs,
     deltaMs: delta,
     deltaParts,
-    perLine: { lines: lines.length, oneEachMs: perLineMs, restoreMs },
+    perLine: { lines: lines.length, oneEachMs: perLineMs, perLineErrors, restoreMs, restoreErrors },
   };
 }
 
