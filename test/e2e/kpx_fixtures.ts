@@ -13,11 +13,13 @@
  * Each node plans as the daemon does: a ClusterState fed with the objects (parseService,
  * parseEndpointSlice, parseNode), a PlanSession (the first plan full, later ones deltas of the
  * changed services), the context from the configuration and the node's Node object
- * (planContext). The batch goes through `nft -j -f` in the node's namespace.
+ * (planContext). The batch goes through `nft -j -f` in the node's namespace; with
+ * `clearConntrack` the stale UDP conntrack entries are deleted afterwards, as the daemon does.
  * @module
  */
 
 import { deepEqual, equal, ok } from "node:assert/strict";
+import { clearFlows, ProcessRunner, staleFlows } from "../../src/apply/mod.ts";
 import { type Config, defaultConfig, planContext } from "../../src/config/mod.ts";
 import { type PendingPlan, type PlanContext, Planner, PlanSession } from "../../src/planner/mod.ts";
 import {
@@ -283,6 +285,8 @@ export interface NodeSync {
   services: number;
   /** The batch loaded, as text. */
   batch: string;
+  /** Stale UDP conntrack entries deleted after the load (0 without `clearConntrack`). */
+  conntrackDeleted: number;
 }
 
 interface KpxNode {
@@ -355,10 +359,12 @@ export class KpxCluster {
    * Makes `objects` the cluster's Services, EndpointSlices and ServiceCIDRs (objects synced
    * before and absent now are deleted), then plans and loads every node (or those listed),
    * one after the other. A planner warning fails the sync: tests use valid objects.
+   * `clearConntrack`: after each node's load, delete its stale UDP conntrack entries as the
+   * daemon's applier does (off by default: most tests use fresh flows and skip the cost).
    */
   async sync(
     objects: readonly KubeObject[],
-    options: { full?: boolean } = {},
+    options: { full?: boolean; clearConntrack?: boolean } = {},
   ): Promise<NodeSync[]> {
     const next = new Map<string, { object: KubeObject; json: string }>();
     for (const object of objects) {
@@ -376,13 +382,13 @@ export class KpxCluster {
     this.#objects = next;
     const out: NodeSync[] = [];
     for (const [i, n] of this.#nodes.entries()) {
-      const plan = n.session.plan(n.state, this.context(i), options);
-      out.push(await this.#load(n, plan));
+      const plan = n.session.plan(n.state, this.context(i), { full: options.full ?? false });
+      out.push(await this.#load(n, plan, options.clearConntrack ?? false));
     }
     return out;
   }
 
-  async #load(n: KpxNode, plan: PendingPlan): Promise<NodeSync> {
+  async #load(n: KpxNode, plan: PendingPlan, clearConntrack: boolean): Promise<NodeSync> {
     const warnings = plan.output.warnings;
     if (warnings.length > 0) {
       n.session.invalidate();
@@ -396,7 +402,20 @@ export class KpxCluster {
       throw error;
     }
     plan.commit();
-    return { node: n.handle.name, full: plan.full, services: plan.services, batch };
+    let conntrackDeleted = 0;
+    if (clearConntrack) {
+      const runner = new ProcessRunner(["ip", "netns", "exec", n.handle.ns]);
+      const cleared = await clearFlows(runner, plan.changes().flatMap(staleFlows));
+      deepEqual(cleared.errors, [], `${n.handle.name}: conntrack cleanup`);
+      conntrackDeleted = cleared.deleted;
+    }
+    return {
+      node: n.handle.name,
+      full: plan.full,
+      services: plan.services,
+      batch,
+      conntrackDeleted,
+    };
   }
 }
 
@@ -546,6 +565,24 @@ export function binomialInterval(n: number, p: number, alpha: number): [number, 
   let high = n;
   for (let tail = 0; high >= 0 && tail + pmf[high]! <= alpha / 2; high--) tail += pmf[high]!;
   return [low, high];
+}
+
+/**
+ * Source ports first, first + 1, …: one per UDP request. A UDP request from a port an earlier
+ * one used joins that flow's conntrack entry (and its DNAT) instead of being balanced afresh.
+ */
+export class SourcePorts {
+  #next: number;
+
+  constructor(first = 20_000) {
+    this.#next = first;
+  }
+
+  next(): number {
+    // Below the kernel's ephemeral range (32768…), so no socket it binds can take them.
+    if (this.#next > 32_767) throw new RangeError("Cannot pick a source port: all used up");
+    return this.#next++;
+  }
 }
 
 /** Runs `check` until it returns true or `timeoutMs` passes; false on timeout. */
