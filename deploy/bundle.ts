@@ -10,6 +10,8 @@
  * which is why the tasks run `deno task build` first.
  */
 
+import { ALLOWED_ENV } from "./permissions.ts";
+
 export class BuildError extends Error {
   override name = "BuildError";
 }
@@ -72,5 +74,38 @@ export async function bundleKpx(out: string): Promise<BundleResult> {
       }, which would be fetched at run time`,
     );
   }
+  const env = envReads(text);
+  const unlisted = [...env.names].filter((n) => !(ALLOWED_ENV as readonly string[]).includes(n));
+  if (unlisted.length > 0 || env.dynamic.length > 0) {
+    throw new BuildError(
+      `Cannot bundle kpx: the bundle reads environment variables the shipped permissions do not allow (Deno would throw at run time): ${
+        [
+          ...unlisted.sort(),
+          ...env.dynamic.map((d) => `a computed or enumerated read: ${JSON.stringify(d)}`),
+        ].join(", ")
+      }; list them in ALLOWED_ENV (deploy/permissions.ts) or avoid the read`,
+    );
+  }
   return { path: out, bytes: text.length };
+}
+
+/**
+ * The environment variables a bundle reads, found in its text: `X.env.NAME`
+ * (process.env and minified aliases of it) and `Deno.env.get("NAME")`. Any
+ * other use of an `env` object (computed names, enumeration, passing it on)
+ * is `dynamic`: which variables it reads cannot be known, so it cannot run
+ * under a list.
+ */
+export function envReads(code: string): { names: Set<string>; dynamic: string[] } {
+  const names = new Set<string>();
+  const dynamic: string[] = [];
+  for (const m of code.matchAll(/([\w$]+)\.env(?![\w$])/g)) {
+    const after = code.slice(m.index + m[0].length, m.index + m[0].length + 80);
+    const name = m[1] === "Deno"
+      ? /^\.(?:get|has)\(\s*(["'`])([A-Za-z_]\w*)\1\s*\)/.exec(after)?.[2]
+      : /^\.([A-Za-z_][\w$]*)/.exec(after)?.[1];
+    if (name !== undefined) names.add(name);
+    else dynamic.push(code.slice(m.index, m.index + m[0].length + 30));
+  }
+  return { names, dynamic };
 }

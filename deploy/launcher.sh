@@ -133,7 +133,11 @@ fi
 # (faster warm starts) and nothing anywhere else; it goes away with the
 # version. The flags: no configuration file or lock file from the current
 # directory, nothing remote or from npm (the bundle holds it all), and the
-# permissions of deploy/permissions.ts (why --allow-all: see there).
+# narrowed permissions of deploy/permissions.ts: only the kernel tools and
+# the environment variables kpx reads, no writes, no FFI (read and net stay
+# broad: their paths and addresses come from flags and the config; see
+# there). `kpx trace` starts its probe client as a second deno process with
+# the permissions that one needs (src/trace/self_command.ts).
 DENO_DIR=$dir/deno-dir
 DENO_NO_UPDATE_CHECK=1
 export DENO_DIR DENO_NO_UPDATE_CHECK
