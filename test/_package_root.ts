@@ -18,8 +18,8 @@ import { buildPackage } from "../deploy/package.ts";
 
 export const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const CACHE = `${REPO}/.cache/package-test`;
-/** A node's userland: what kpx runs (nft, ip, conntrack) and systemd. */
-const INCLUDE = "nftables,iproute2,conntrack,systemd";
+/** A node's userland: what kpx runs (nft, ip, conntrack, sysctl) and systemd. */
+const INCLUDE = "nftables,iproute2,conntrack,procps,systemd";
 const SUITE = "bookworm";
 const MIRROR = Deno.env.get("KPX_DEBIAN_MIRROR") ?? "http://deb.debian.org/debian";
 const ROOTFS = `${CACHE}/${SUITE}-minbase`;

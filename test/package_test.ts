@@ -7,9 +7,14 @@
  * ship with, and `deno task compile` without denort.
  */
 import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
-import { BuildError } from "../deploy/bundle.ts";
+import { BuildError, bundleKpx, envReads } from "../deploy/bundle.ts";
 import { compileKpx } from "../deploy/compile.ts";
-import { ALLOWED_PROGRAMS, NARROWED_PERMISSION_FLAGS } from "../deploy/permissions.ts";
+import {
+  ALLOWED_ENV,
+  ALLOWED_PROGRAMS,
+  NARROWED_PERMISSION_FLAGS,
+  PERMISSION_FLAGS,
+} from "../deploy/permissions.ts";
 import {
   builtCommit,
   ensurePackage,
@@ -236,24 +241,54 @@ Deno.test({
   },
 });
 
-const hasTrace = /^\s*trace:/m.test(await Deno.readTextFile(`${REPO}/src/cli/commands.ts`));
-if (!hasTrace) {
-  console.error(
-    "package_test: kpx trace is not a command yet (src/cli/commands.ts): its test in the minimal root is skipped",
-  );
-}
+/** The clusterip fixture's ready endpoints (its manifests.yaml). */
+const CLUSTERIP_READY = ["10.244.0.5:8080", "10.244.1.5:8080", "10.244.2.5:8080"];
 
 Deno.test({
-  name: "kpx trace runs from the package in the minimal root",
-  ignore: gate.ignore || !hasTrace,
+  name:
+    "kpx trace and kpx plan run from the package in the minimal root under the shipped permissions",
+  ...gate,
   fn: async () => {
     const pkg = await ensurePackage();
+    // The launcher passes deploy/permissions.ts's flags, and nothing broader.
+    const head = new TextDecoder().decode((await Deno.readFile(pkg)).slice(0, 16_384));
+    const exec = /^exec "\$dir\/deno" run [^\n]*\n[^\n]*/m.exec(head)?.[0] ?? "";
+    for (const flag of PERMISSION_FLAGS) ok(exec.includes(flag), `launcher lacks ${flag}: ${exec}`);
+    ok(!/--allow-all|\s-A\s|--allow-ffi|--allow-write/.test(exec), exec);
+
     await using root = await ThrowawayRoot.create();
-    // /proc, /sys and /run/netns are mounted by ThrowawayRoot.sh: trace can
-    // make its throwaway namespaces inside the root's own network namespace.
-    const r = await root.sh("/opt/kpx/kpx trace --help", { binds: { [pkg]: "/opt/kpx/kpx" } });
-    equal(r.code, 0, r.stderr);
-    match(r.stdout, /trace/);
+    const binds = { [pkg]: "/opt/kpx/kpx", [FIXTURE]: "/opt/fixture" };
+    // ThrowawayRoot.sh runs in its own network namespace (lo only), with
+    // /proc, /sys and a private /run/netns: trace makes its throwaway
+    // namespaces in there, loads kpx's batch into them, fires real probes
+    // (its probe client is a second deno process, started with its own
+    // permissions), and deletes them.
+    const r = await root.sh(
+      `/opt/kpx/kpx trace --config /opt/fixture/config.yaml -o json \
+         --from 10.244.0.7 --to 10.96.0.10:80 /opt/fixture/manifests.yaml
+       echo "== netns"; ip netns list
+       echo "== plan"
+       /opt/kpx/kpx plan --config /opt/fixture/config.yaml /opt/fixture/manifests.yaml`,
+      { binds },
+    );
+    equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    ok(!r.stderr.includes("Requires"), r.stderr);
+    const [traceOut = "", rest = ""] = r.stdout.split("== netns\n");
+    const [netns = "", planOut = ""] = rest.split("== plan\n");
+    const report = JSON.parse(traceOut) as {
+      verdict: string;
+      endpoints: string[];
+      masquerade: boolean;
+      probes: number;
+    };
+    equal(report.verdict, "dnat", traceOut);
+    ok(report.probes > 0, traceOut);
+    ok(report.endpoints.length > 0, traceOut);
+    for (const e of report.endpoints) ok(CLUSTERIP_READY.includes(e), `${e} is not ready`);
+    equal(report.masquerade, false, "a pod's traffic to a ClusterIP is not masqueraded");
+    equal(netns.trim(), "", "trace left namespaces behind");
+    match(planOut, /^add table inet kpx$/m);
+    match(planOut, /10\.96\.0\.10 \. tcp \. 80/);
   },
 });
 
@@ -286,6 +321,32 @@ Deno.test("the narrowed permission list names exactly the programs src/ runs", a
     [...ALLOWED_PROGRAMS].sort(),
     "update ALLOWED_PROGRAMS in deploy/permissions.ts to what src/ runs",
   );
+});
+
+Deno.test("envReads() finds named reads and flags computed or enumerated ones", () => {
+  const r = envReads(
+    `a=process.env.FOO;b=x.env.BAR_2;c=Deno.env.get("K8S");d=Deno.env.get(name);` +
+      `e=Object.keys(process.env);f=process.env[k];g={env:{}};h=o.environment`,
+  );
+  deepEqual([...r.names].sort(), ["BAR_2", "FOO", "K8S"]);
+  deepEqual(r.dynamic.length, 3, r.dynamic.join(" | "));
+});
+
+Deno.test("the narrowed environment list names exactly what the bundle reads", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kpx-bundle-" });
+  try {
+    // bundleKpx() itself refuses a bundle that reads an unlisted variable.
+    await bundleKpx(`${dir}/kpx.js`);
+    const reads = envReads(await Deno.readTextFile(`${dir}/kpx.js`));
+    deepEqual(reads.dynamic, []);
+    deepEqual(
+      [...reads.names].sort(),
+      [...ALLOWED_ENV].sort(),
+      "update ALLOWED_ENV in deploy/permissions.ts to what the bundle reads",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test({
