@@ -14,9 +14,9 @@ const bold = (s: string) => Deno.noColor ? s : `\x1b[1m${s}\x1b[0m`;
 const dim = (s: string) => Deno.noColor ? s : `\x1b[2m${s}\x1b[0m`;
 const say = (s = "") => console.log(s);
 
-const missing = await requireKernelPrereqs();
-if (missing.length > 0) {
-  console.error(`The demo needs root and a few tools: ${missing.join("; ")}`);
+const prereqs = await requireKernelPrereqs();
+if (!prereqs.ok) {
+  console.error(`The demo needs root and a few tools: ${prereqs.missing.join("; ")}`);
   Deno.exit(1);
 }
 

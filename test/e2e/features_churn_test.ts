@@ -154,7 +154,7 @@ Deno.test({
         `${victim.name} answered before the sync`,
       );
       for (const { request, result } of after) {
-        const what = `after the sync: ${client.name} ${describeRequest(request)}`;
+        const what: string = `after the sync: ${client.name} ${describeRequest(request)}`;
         ok(result.ok, `${what}: ${JSON.stringify(result)}`);
         ok(kept.includes(result.pod), `${what}: answered by ${result.pod}`);
       }
