@@ -4,11 +4,10 @@
  * it cannot, either run in nftables mode instead or refuse to start.
  *
  * Which of the two (issue 6: "fall back to nftables mode, or refuse if the
- * config insists"): a mode given explicitly, by `--proxy-mode` or `mode:` in
- * the config file, insists, so kpx refuses and names what is missing rather
- * than silently proxying another way than asked. `--ipvs-fallback` overrides
- * that: `--ipvs-fallback` (=true) falls back, `--ipvs-fallback=false`
- * refuses, whatever chose the mode.
+ * config insists"): by default kpx falls back, with a warning naming what is
+ * missing, as kube-proxy fell back to iptables mode. IPVS mode is always
+ * chosen explicitly, so an explicit mode cannot be what "insists" means; the
+ * operator insists with `--ipvs-fallback=false`, and kpx then refuses to start.
  */
 import {
   type DummyLink,
@@ -51,29 +50,20 @@ export class IPVSUnavailableError extends Error {
 
 /** Where the decision to fall back or refuse came from, for the messages. */
 export type FallbackChoice =
-  | { fallback: true; why: "flag" | "implicit" }
-  | { fallback: false; why: "flag" | "explicit" };
+  | { fallback: true; why: "flag" | "default" }
+  | { fallback: false; why: "flag" };
 
 /**
- * Whether IPVS mode may fall back to nftables mode (pure): the
- * `--ipvs-fallback` flag when given, else only when the mode was not chosen
- * explicitly.
+ * Whether IPVS mode may fall back to nftables mode (pure): yes unless
+ * `--ipvs-fallback=false` insists on IPVS.
  */
-export function ipvsFallbackChoice(
-  config: Pick<Config, "modeExplicit">,
-  flag: boolean | undefined,
-): FallbackChoice {
-  if (flag === true) return { fallback: true, why: "flag" };
+export function ipvsFallbackChoice(flag: boolean | undefined): FallbackChoice {
   if (flag === false) return { fallback: false, why: "flag" };
-  return config.modeExplicit
-    ? { fallback: false, why: "explicit" }
-    : { fallback: true, why: "implicit" };
+  return { fallback: true, why: flag === true ? "flag" : "default" };
 }
 
-function refusalHint(choice: FallbackChoice): string {
-  return choice.why === "flag"
-    ? "--ipvs-fallback=false: not falling back to nftables mode"
-    : "mode ipvs was asked for explicitly (--proxy-mode or mode: in the config file), so kpx does not fall back to nftables mode; --ipvs-fallback runs nftables mode instead";
+function refusalHint(_choice: FallbackChoice): string {
+  return "--ipvs-fallback=false: not falling back to nftables mode";
 }
 
 export interface StartIPVSOptions {
@@ -91,7 +81,7 @@ export async function startIPVSMode(
   log: Logger,
   opts: StartIPVSOptions = {},
 ): Promise<IPVSMode> {
-  const choice = ipvsFallbackChoice(config, opts.fallback);
+  const choice = ipvsFallbackChoice(opts.fallback);
   const unavailable = (
     reasons: string[],
     options: ErrorOptions & { setting?: string } = {},

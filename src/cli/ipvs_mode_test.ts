@@ -32,8 +32,8 @@ const NO_IPVS = (line: string): Partial<ProcessResult> =>
     ? { code: 2, stderr: "Can't initialize ipvs: Protocol not available" }
     : {};
 
-function ipvsConfig(modeExplicit: boolean): Config {
-  return { ...defaultConfig(), mode: "ipvs", modeExplicit };
+function ipvsConfig(): Config {
+  return { ...defaultConfig(), mode: "ipvs", modeExplicit: true };
 }
 
 function capture(): { log: Logger; lines: string[] } {
@@ -63,26 +63,25 @@ function sysctls(failing?: string): SysctlIO & { values: Record<string, string> 
   };
 }
 
-Deno.test("ipvsFallbackChoice(): the flag decides when given; otherwise an explicit mode refuses", () => {
-  const explicit = { modeExplicit: true };
-  const implicit = { modeExplicit: false };
-  deepEqual(ipvsFallbackChoice(explicit, undefined), { fallback: false, why: "explicit" });
-  deepEqual(ipvsFallbackChoice(implicit, undefined), { fallback: true, why: "implicit" });
-  deepEqual(ipvsFallbackChoice(explicit, true), { fallback: true, why: "flag" });
-  deepEqual(ipvsFallbackChoice(implicit, true), { fallback: true, why: "flag" });
-  deepEqual(ipvsFallbackChoice(explicit, false), { fallback: false, why: "flag" });
-  deepEqual(ipvsFallbackChoice(implicit, false), { fallback: false, why: "flag" });
+Deno.test("ipvsFallbackChoice(): falls back unless --ipvs-fallback=false insists on IPVS", () => {
+  deepEqual(ipvsFallbackChoice(undefined), { fallback: true, why: "default" });
+  deepEqual(ipvsFallbackChoice(true), { fallback: true, why: "flag" });
+  deepEqual(ipvsFallbackChoice(false), { fallback: false, why: "flag" });
 });
 
-Deno.test("startIPVSMode() refuses an explicit mode ipvs without IPVS, naming the module and --ipvs-fallback", async () => {
+Deno.test("startIPVSMode() refuses with --ipvs-fallback=false, naming the module", async () => {
   const { log, lines } = capture();
   await rejects(
-    startIPVSMode(ipvsConfig(true), new ScriptedRunner(NO_IPVS), log, { kernelRelease: "6.1.0" }),
+    startIPVSMode(ipvsConfig(), new ScriptedRunner(NO_IPVS), log, {
+      fallback: false,
+      kernelRelease: "6.1.0",
+    }),
     (e: unknown) => {
       ok(e instanceof IPVSUnavailableError, String(e));
-      match(e.message, /^Cannot run in ipvs mode: the kernel has no IPVS \(module ip_vs\)/);
-      match(e.message, /asked for explicitly/);
-      match(e.message, /--ipvs-fallback runs nftables mode instead/);
+      match(
+        e.message,
+        /^Cannot run in ipvs mode: the kernel has no IPVS \(module ip_vs\).*--ipvs-fallback=false: not falling back/,
+      );
       deepEqual(e.reasons.length, 1);
       return true;
     },
@@ -90,24 +89,14 @@ Deno.test("startIPVSMode() refuses an explicit mode ipvs without IPVS, naming th
   deepEqual(lines, [], "no fallback was logged");
 });
 
-Deno.test("startIPVSMode() refuses with --ipvs-fallback=false even when the mode was not explicit", async () => {
-  const { log } = capture();
-  await rejects(
-    startIPVSMode(ipvsConfig(false), new ScriptedRunner(NO_IPVS), log, {
-      fallback: false,
-      kernelRelease: "6.1.0",
-    }),
-    /Cannot run in ipvs mode: the kernel has no IPVS \(module ip_vs\).*--ipvs-fallback=false: not falling back/,
-  );
-});
-
-Deno.test("startIPVSMode() falls back to nftables mode with --ipvs-fallback, or when the mode was implicit", async () => {
-  for (
-    const [config, fallback] of [[ipvsConfig(true), true], [ipvsConfig(false), undefined]] as const
-  ) {
+Deno.test("startIPVSMode() falls back to nftables mode by default and with --ipvs-fallback", async () => {
+  for (const fallback of [undefined, true]) {
     const { log, lines } = capture();
     const runner = new ScriptedRunner(NO_IPVS);
-    const mode = await startIPVSMode(config, runner, log, { fallback, kernelRelease: "6.1.0" });
+    const mode = await startIPVSMode(ipvsConfig(), runner, log, {
+      fallback,
+      kernelRelease: "6.1.0",
+    });
     equal(mode.config.mode, "nftables");
     equal(mode.ipvs, undefined);
     equal(lines.length, 1, lines.join("\n"));
@@ -117,11 +106,12 @@ Deno.test("startIPVSMode() falls back to nftables mode with --ipvs-fallback, or 
   }
 });
 
-Deno.test("startIPVSMode() names a sysctl it cannot set: refuses when explicit, falls back when allowed", async () => {
+Deno.test("startIPVSMode() names a sysctl it cannot set: refuses with --ipvs-fallback=false, falls back otherwise", async () => {
   const { log } = capture();
   const io = sysctls("net.ipv4.vs.expire_nodest_conn");
   await rejects(
-    startIPVSMode(ipvsConfig(true), new ScriptedRunner(), log, {
+    startIPVSMode(ipvsConfig(), new ScriptedRunner(), log, {
+      fallback: false,
       kernelRelease: "6.1.0",
       sysctl: io,
       ipvs: new FakeIpvs(),
@@ -134,15 +124,14 @@ Deno.test("startIPVSMode() names a sysctl it cannot set: refuses when explicit, 
         e.message,
         /^Cannot run in ipvs mode: Cannot set net\.ipv4\.vs\.expire_nodest_conn to 1: .*permission denied/,
       );
-      match(e.message, /--ipvs-fallback runs nftables mode instead/);
+      match(e.message, /--ipvs-fallback=false: not falling back/);
       return true;
     },
   );
 
   const fallback = capture();
   const io2 = sysctls("net.ipv4.vs.expire_nodest_conn");
-  const mode = await startIPVSMode(ipvsConfig(true), new ScriptedRunner(), fallback.log, {
-    fallback: true,
+  const mode = await startIPVSMode(ipvsConfig(), new ScriptedRunner(), fallback.log, {
     kernelRelease: "6.1.0",
     sysctl: io2,
     ipvs: new FakeIpvs(),
@@ -160,9 +149,10 @@ Deno.test("startIPVSMode() names ipvsadm --set when IPVS's timeouts cannot be se
   const { log } = capture();
   const ipvs = new FakeIpvs();
   ipvs.setTimeouts = () => Promise.reject(new Error("Cannot run ipvsadm --set: exit status 2"));
-  const config = { ...ipvsConfig(true), ipvs: { ...ipvsConfig(true).ipvs, tcpTimeoutMs: 900_000 } };
+  const config = { ...ipvsConfig(), ipvs: { ...ipvsConfig().ipvs, tcpTimeoutMs: 900_000 } };
   await rejects(
     startIPVSMode(config, new ScriptedRunner(), log, {
+      fallback: false,
       kernelRelease: "6.1.0",
       sysctl: sysctls(),
       ipvs,
@@ -179,7 +169,7 @@ Deno.test("startIPVSMode() names ipvsadm --set when IPVS's timeouts cannot be se
 Deno.test("startIPVSMode() on a node that can run IPVS sets the sysctls and keeps mode ipvs", async () => {
   const { log, lines } = capture();
   const io = sysctls();
-  const mode = await startIPVSMode(ipvsConfig(true), new ScriptedRunner(), log, {
+  const mode = await startIPVSMode(ipvsConfig(), new ScriptedRunner(), log, {
     kernelRelease: "6.1.0",
     sysctl: io,
     ipvs: new FakeIpvs(),

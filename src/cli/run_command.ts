@@ -17,7 +17,7 @@ export const RUN_FLAGS: Record<string, FlagSpec> = {
   "ipvs-fallback": {
     type: "bool",
     help:
-      "mode ipvs on a node that cannot run it (no IPVS, scheduler or sysctl): true runs nftables mode instead; false refuses to start (the default when the mode was set explicitly)",
+      "mode ipvs on a node that cannot run it (no IPVS, scheduler or sysctl): run in nftables mode instead (default true); false refuses to start",
   },
 };
 
