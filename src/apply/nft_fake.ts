@@ -2,7 +2,8 @@
  * An in-memory nftables that applies JSON batches the way the kernel does for
  * the commands kpx uses: the whole batch or nothing (copy, apply, swap), and
  * errors where the kernel errs (deleting what is missing, re-adding an
- * element with another value, dangling or live references). Tests use it to
+ * element with another value, dangling or live references, re-declaring a
+ * set that rules update). Tests use it to
  * check batches and the apply logic without root; real-kernel tests check
  * that it agrees with nft.
  */
@@ -18,6 +19,12 @@ interface FakeSet {
   kind: "set" | "map";
   decl: string;
   elements: Map<string, string>;
+  /**
+   * A rule updates it from the packet path (`update @set`): nft then gives it
+   * the dynamic flag, which nft 1.0.6's JSON cannot declare, so a later
+   * `add set` of it differs from the kernel's and fails (File exists).
+   */
+  dynamic: boolean;
 }
 
 interface FakeChain {
@@ -37,6 +44,13 @@ function declOf(o: Obj): string {
   return JSON.stringify(rest);
 }
 
+/** Sets a rule's statements add to or update from the packet path. */
+function updatedSets(json: string): string[] {
+  return [...json.matchAll(/"op":"(?:update|add)","elem":.*?"set":"@((?:[^"\\]|\\.)*)"/g)].map((
+    m,
+  ) => JSON.parse(`"${m[1]}"`) as string);
+}
+
 /** Chains and sets a JSON fragment refers to ("target" verdicts, "@set" names). */
 function referencesOf(json: string): { chains: string[]; sets: string[] } {
   const chains = [...json.matchAll(/"target":"((?:[^"\\]|\\.)*)"/g)].map((m) =>
@@ -54,7 +68,7 @@ function cloneTable(t: FakeTable): FakeTable {
     sets: new Map(
       [...t.sets].map((
         [k, s],
-      ) => [k, { kind: s.kind, decl: s.decl, elements: new Map(s.elements) }]),
+      ) => [k, { kind: s.kind, decl: s.decl, elements: new Map(s.elements), dynamic: s.dynamic }]),
     ),
   };
 }
@@ -132,8 +146,9 @@ export class FakeNftables {
         const s = t.sets.get(name);
         if (verb === "add") {
           const decl = declOf(o);
-          if (!s) t.sets.set(name, { kind, decl, elements: new Map() });
+          if (!s) t.sets.set(name, { kind, decl, elements: new Map(), dynamic: false });
           else if (s.decl !== decl || s.kind !== kind) fail("File exists (another definition)");
+          else if (s.dynamic) fail("File exists (rules update it: the kernel's set is dynamic)");
           if (Array.isArray(o["elem"])) {
             this.#addElements(t, t.sets.get(name)!, o["elem"] as unknown[], fail);
           }
@@ -170,6 +185,7 @@ export class FakeNftables {
           if (!t.chains.has(r)) fail(`jump target ${r}: No such file or directory`);
         }
         for (const r of refs.sets) if (!t.sets.has(r)) fail(`set ${r}: No such file or directory`);
+        for (const r of updatedSets(text)) t.sets.get(r)!.dynamic = true;
         c.rules.push(text);
         return;
       }

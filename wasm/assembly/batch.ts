@@ -166,8 +166,17 @@ export function planFull(input: PlanInput): PlanResult {
     cmds.named("add", kindOf(decls[i].isMap), decls[i].name, decls[i].decl);
   }
   writeGeneration(cmds, input.generation, !reuse);
+  // Affinity sets the table already has stay as they are, undeclared: their
+  // name hashes their declaration (timeout included), and declaring one again
+  // fails. nft gives a set that rules update the dynamic flag, which nft
+  // 1.0.6's JSON cannot write, and the kernel refuses a set re-added with
+  // other flags (File exists).
+  const kept = new Set<string>();
+  if (reuse) for (let i = 0; i < inv.sets.length; i++) kept.add(inv.sets[i]);
   for (let i = 0; i < sink.sets.length; i++) {
-    cmds.named("add", "set", sink.sets[i].name, setDecl(sink.sets[i]));
+    if (!kept.has(sink.sets[i].name)) {
+      cmds.named("add", "set", sink.sets[i].name, setDecl(sink.sets[i]));
+    }
     res.added.push("set:" + sink.sets[i].name);
   }
   const all = fixed.concat(sharedDefs).concat(sink.chains);
