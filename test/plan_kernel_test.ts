@@ -10,7 +10,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { Applier } from "../src/apply/mod.ts";
 import { Logger } from "../src/log/mod.ts";
 import { kpxMetrics } from "../src/metrics/mod.ts";
-import { EMPTY_INVENTORY, Planner, PlanSession } from "../src/planner/mod.ts";
+import { EMPTY_INVENTORY, nextInventory, Planner, PlanSession } from "../src/planner/mod.ts";
 import { ClusterState } from "../src/state/mod.ts";
 import { ClusterGenerator } from "./cluster_gen.ts";
 import { CONTEXT } from "./contexts.ts";
@@ -38,6 +38,31 @@ Deno.test({
         const chains = plan.added.filter((a) => a.startsWith("chain:")).map((a) => a.slice(6))
           .sort();
         deepEqual(marker.chains, chains, `${name}: chains`);
+      }
+    }),
+});
+
+Deno.test({
+  name: "kernel: every golden fixture's full resync over its own table loads (affinity sets kept)",
+  ignore: SKIP_KERNEL,
+  fn: () =>
+    withKernelNamespace(async (ns) => {
+      for (const name of fixtureNames()) {
+        const { services, context } = await planFixture(name);
+        await ns.nft.deleteTable();
+        const first = planner.planFull(services, context, EMPTY_INVENTORY, 1);
+        await ns.nft.apply(first.batch);
+        const before = normalizeListing(await ns.listTable());
+        // nft has made the affinity sets dynamic by now (rules update them).
+        const inventory = nextInventory(EMPTY_INVENTORY, first, planner.layoutVersion);
+        const again = planner.planFull(services, context, inventory, 2);
+        try {
+          await ns.nft.apply(again.batch);
+        } catch (e) {
+          throw new Error(`${name}: the kernel refused the full resync`, { cause: e });
+        }
+        deepEqual(normalizeListing(await ns.listTable()), before, name);
+        equal((await ns.nft.readMarker(1)).generation, 2, name);
       }
     }),
 });
