@@ -108,10 +108,11 @@ Deno.test("planner: deltas converge to the full plan of the final state (200 ran
       Object.keys(nft.snapshot()!.sets).sort(),
       Object.keys(freshSnapshot(state).sets).sort(),
     );
-    equal(
-      session.inventory.chains.length,
-      nft.chainNames().length,
-      `seed ${seed}: inventory out of step`,
+    deepEqual(session.inventory.chains, nft.chainNames(), `seed ${seed}: chains out of step`);
+    deepEqual(
+      session.inventory.sets,
+      nft.setNames().filter((n) => n.startsWith("affinity-ep-")),
+      `seed ${seed}: sets out of step`,
     );
   }
   equal(deltas > 3000, true, `only ${deltas} deltas were exercised`);

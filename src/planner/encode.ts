@@ -4,6 +4,7 @@
  * wasm/assembly/model.ts#readInput; change both and bump ABI_VERSION.
  */
 import type { Service } from "../state/mod.ts";
+import { deltaInventory } from "./inventory.ts";
 import type { Inventory, PlanContext } from "./types.ts";
 
 export const ABI_VERSION = 2;
@@ -159,6 +160,66 @@ export interface EncodedChange {
   now: Service | EncodedService | null;
 }
 
+/**
+ * The number of endpoints of the longest port of an encoded service, read
+ * by skipping through its bytes (the layout of service() above).
+ */
+function longestEncoded(b: EncodedService): number {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let pos = 0;
+  const u32 = () => {
+    const x = v.getUint32(pos, true);
+    pos += 4;
+    return x;
+  };
+  const str = () => {
+    const n = u32();
+    pos += n;
+  };
+  const strs = () => {
+    for (let n = u32(); n > 0; n--) str();
+  };
+  str(); // id
+  pos += 1 + 4; // flags, affinity
+  for (let i = 0; i < 4; i++) strs(); // clusterIPs, externalIPs, loadBalancerIPs, ranges
+  let longest = 0;
+  for (let ports = u32(); ports > 0; ports--) {
+    str(); // name
+    pos += 1 + 2 + 2; // protocol, port, node port
+    const n = u32();
+    longest = Math.max(longest, n);
+    for (let i = 0; i < n; i++) {
+      str(); // address
+      pos += 2 + 1; // port, conditions
+      str(); // node name
+      strs(); // zone hints
+      strs(); // node hints
+    }
+  }
+  return longest;
+}
+
+/** The most endpoints any port of the changed services has, before or after. */
+function longestList(changes: readonly EncodedChange[]): number {
+  let longest = 0;
+  for (const c of changes) {
+    for (const s of [c.old, c.now]) {
+      if (!s) continue;
+      const n = s instanceof Uint8Array
+        ? longestEncoded(s)
+        : Math.max(0, ...s.ports.map((p) => p.endpoints.length));
+      longest = Math.max(longest, n);
+    }
+  }
+  return longest;
+}
+
+/**
+ * A delta's input: the changed services, and of the inventory only the shared
+ * chains their endpoint lists (none longer than the longest port) can use,
+ * which is all the planner's delta reads of it. So the input, like the
+ * batch, is as big as the change, whatever the size of the cluster.
+ */
 export function encodeDelta(
   changes: readonly EncodedChange[],
   ctx: PlanContext,
@@ -166,7 +227,7 @@ export function encodeDelta(
   generation: number,
 ): Uint8Array {
   const e = new Encoder();
-  header(e, 1, generation, ctx, inventory);
+  header(e, 1, generation, ctx, deltaInventory(inventory, longestList(changes)));
   e.u32(changes.length);
   for (const c of changes) {
     e.u8((c.old ? 1 : 0) | (c.now ? 2 : 0));

@@ -159,7 +159,13 @@ export class Planner {
       const reader = new OutputReader(new Uint8Array(ex.memory.buffer, ex.outputPtr(), len));
       // A copy: the module's memory goes away with its instance.
       const batch = new Uint8Array(ex.memory.buffer, ex.batchPtr(), ex.batchLen()).slice();
-      const out = { batch, added: reader.strs(), removed: reader.strs(), warnings: reader.strs() };
+      const out = {
+        batch,
+        added: reader.strs(),
+        removed: reader.strs(),
+        warnings: reader.strs(),
+        inputBytes: input.length,
+      };
       if (!ipvs) return out;
       const withIPVS: IPVSPlanOutput = {
         ...out,

@@ -51,4 +51,6 @@ export interface PlanOutput {
   /** Objects the batch deletes. */
   removed: string[];
   warnings: string[];
+  /** Size of the encoded input the planner was given (what a delta's cost scales with). */
+  inputBytes: number;
 }

@@ -287,6 +287,9 @@ export function planDelta(input: PlanInput): PlanResult {
     for (let i = 0; i < sh.length; i++) sharedNeeded.add(sh[i]);
   }
 
+  // All a delta reads of the inventory: which shared chains exist. The host
+  // sends only those the changed services' lists can use (src/planner/
+  // inventory.ts#deltaInventory), so the input does not grow with the cluster.
   const existing = new Set<string>();
   for (let i = 0; i < input.inventory.chains.length; i++) {
     const name = input.inventory.chains[i];

@@ -82,6 +82,8 @@ export class Config {
   ipvsNodeIPs: string[] = [];
 }
 
+/** What is in the kernel. A full plan gets all of it; a delta only the shared
+ *  chains its endpoint lists can use (no sets). */
 export class Inventory {
   layout: u32 = 0;
   chains: string[] = [];
