@@ -172,7 +172,7 @@ export function planFull(input: PlanInput): PlanResult {
   // 1.0.6's JSON cannot write, and the kernel refuses a set re-added with
   // other flags (File exists).
   const kept = new Set<string>();
-  if (reuse) for (let i = 0; i < inv.sets.length; i++) kept.add(inv.sets[i]);
+  if (reuse) { for (let i = 0; i < inv.sets.length; i++) kept.add(inv.sets[i]); }
   for (let i = 0; i < sink.sets.length; i++) {
     if (!kept.has(sink.sets[i].name)) {
       cmds.named("add", "set", sink.sets[i].name, setDecl(sink.sets[i]));
