@@ -8,7 +8,7 @@ import {
   type SysctlIO,
 } from "./ipvs_sysctl.ts";
 import { ipvsPreflight } from "./ipvs_preflight.ts";
-import type { ProcessResult, Runner } from "./process.ts";
+import { ScriptedRunner } from "./scripted_runner.ts";
 
 function memory(values: Record<string, string>): SysctlIO & { writes: string[] } {
   const writes: string[] = [];
@@ -79,21 +79,6 @@ Deno.test("applyIPVSSysctls() fails with an IPVSHostError naming the sysctl and 
     return true;
   });
 });
-
-class ScriptedRunner implements Runner {
-  calls: string[] = [];
-  constructor(readonly answer: (argv: string) => Partial<ProcessResult>) {}
-  run(argv: readonly string[]): Promise<ProcessResult> {
-    const line = argv.join(" ");
-    this.calls.push(line);
-    const a = this.answer(line);
-    return Promise.resolve({
-      code: a.code ?? 0,
-      stdout: a.stdout ?? new Uint8Array(),
-      stderr: a.stderr ?? "",
-    });
-  }
-}
 
 Deno.test("ipvsPreflight() names a missing ipvsadm, a kernel without IPVS, and a scheduler whose module is missing", async () => {
   const none = await ipvsPreflight(

@@ -48,6 +48,7 @@ export {
 } from "./ipvs_diff.ts";
 export { DesiredIPVS, type StagedIPVS } from "./ipvs_desired.ts";
 export { FakeIpvs } from "./ipvs_fake.ts";
+export { ScriptedRunner } from "./scripted_runner.ts";
 export { addressBatch, type DummyLink, FakeLink, IpLink, IPVS_INTERFACE } from "./ipvs_link.ts";
 export { ipvsPreflight, type IPVSPreflightResult, PROBE_SERVICE } from "./ipvs_preflight.ts";
 export {

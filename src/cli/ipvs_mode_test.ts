@@ -3,28 +3,12 @@ import {
   FakeIpvs,
   IPVSHostError,
   type ProcessResult,
-  type Runner,
+  ScriptedRunner,
   type SysctlIO,
 } from "../apply/mod.ts";
 import { type Config, defaultConfig } from "../config/mod.ts";
 import { Logger } from "../log/mod.ts";
 import { ipvsFallbackChoice, IPVSUnavailableError, startIPVSMode } from "./ipvs_mode.ts";
-
-/** Answers commands by their joined argv; anything unscripted succeeds. */
-class ScriptedRunner implements Runner {
-  calls: string[] = [];
-  constructor(readonly answer: (line: string) => Partial<ProcessResult> = () => ({})) {}
-  run(argv: readonly string[]): Promise<ProcessResult> {
-    const line = argv.join(" ");
-    this.calls.push(line);
-    const a = this.answer(line);
-    return Promise.resolve({
-      code: a.code ?? 0,
-      stdout: a.stdout ?? new Uint8Array(),
-      stderr: a.stderr ?? "",
-    });
-  }
-}
 
 /** A node without the ip_vs module: ipvsadm cannot talk to the kernel. */
 const NO_IPVS = (line: string): Partial<ProcessResult> =>
