@@ -19,6 +19,7 @@ import type { ClusterState } from "../state/mod.ts";
 import { clearFlows, staleFlows } from "./conntrack.ts";
 import { type Nft, NftApplyError, type TableState } from "./nft.ts";
 import type { Runner } from "./process.ts";
+import { VerificationError, verifyMarker } from "./verify.ts";
 
 export interface SyncOutcome {
   ok: boolean;
@@ -35,9 +36,7 @@ export interface SyncOutcome {
 }
 
 /** The kernel's table does not match what was just applied. */
-export class VerificationError extends Error {
-  override name = "VerificationError";
-}
+export { VerificationError };
 
 export interface ApplierOptions {
   nft: Nft;
@@ -94,22 +93,7 @@ export class Applier {
   }
 
   async #verify(p: PendingPlan): Promise<void> {
-    const marker = await this.#nft.readMarker(this.#layout);
-    if (marker.generation !== p.generation) {
-      throw new VerificationError(
-        `Cannot verify generation ${p.generation}: the kernel's marker says ${marker.generation}`,
-      );
-    }
-    const want = p.inventory.chains;
-    if (marker.chains.length !== want.length || marker.chains.some((c, i) => c !== want[i])) {
-      const missing = want.filter((c) => !marker.chains.includes(c));
-      const extra = marker.chains.filter((c) => !want.includes(c));
-      throw new VerificationError(
-        `Cannot verify generation ${p.generation}: ${marker.chains.length} chains in the kernel, ${want.length} planned` +
-          (missing.length ? `; missing ${missing.slice(0, 3).join(", ")}` : "") +
-          (extra.length ? `; unexpected ${extra.slice(0, 3).join(", ")}` : ""),
-      );
-    }
+    verifyMarker(await this.#nft.readMarker(this.#layout), p);
   }
 
   async sync(

@@ -141,3 +141,30 @@ Deno.test("Applier: a table of another layout (or without a marker) is replaced 
   ok(!nft.table.chainNames().includes("something-old"));
   deepEqual(current(nft), withoutShared(fresh(state)));
 });
+
+Deno.test("Applier: verification counts the affinity sets too; one missing fails it and restores", async () => {
+  // The first generated cluster whose table holds an affinity set.
+  let s = setup(1);
+  for (let seed = 2; seed < 200; seed++) {
+    await s.applier.init();
+    ok((await s.applier.sync(s.state, CONTEXT)).ok);
+    if (s.applier.session.inventory.sets.some((n) => n.startsWith("affinity-ep-"))) break;
+    s = setup(seed);
+  }
+  const { state, nft, metrics, applier } = s;
+  const affinity = applier.session.inventory.sets.filter((n) => n.startsWith("affinity-ep-"));
+  ok(affinity.length > 0, "some generated cluster has a ClientIP affinity service");
+  const good = current(nft);
+  nft.hideNextMarkerSet = affinity[0];
+  const r = await applier.sync(state, CONTEXT, { full: true });
+  equal(r.ok, false);
+  ok(
+    r.error?.message.includes(`affinity sets in the kernel`) &&
+      r.error.message.includes(`missing ${affinity[0]}`),
+    r.error?.message ?? "",
+  );
+  equal(r.restored, true);
+  equal(metrics.verifyFailures.get(), 1);
+  deepEqual(current(nft), good, "the last good ruleset is back");
+  ok((await applier.sync(state, CONTEXT)).ok, "the next sync verifies");
+});

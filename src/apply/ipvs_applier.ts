@@ -34,7 +34,8 @@ import {
   type VirtualService,
 } from "../planner/mod.ts";
 import type { ClusterState } from "../state/mod.ts";
-import { type SyncOutcome, VerificationError } from "./applier.ts";
+import type { SyncOutcome } from "./applier.ts";
+import { VerificationError, verifyMarker } from "./verify.ts";
 import { clearFlows, staleFlows } from "./conntrack.ts";
 import { type Graceful, reconcile } from "./ipvs_diff.ts";
 import { DesiredIPVS, type StagedIPVS } from "./ipvs_desired.ts";
@@ -425,18 +426,7 @@ export class IPVSApplier {
   }
 
   async #verifyMarker(p: PendingPlan): Promise<void> {
-    const marker = await this.#o.nft.readMarker(this.#layout);
-    if (marker.generation !== p.generation) {
-      throw new VerificationError(
-        `Cannot verify generation ${p.generation}: the kernel's marker says ${marker.generation}`,
-      );
-    }
-    const want = p.inventory.chains;
-    if (marker.chains.length !== want.length || marker.chains.some((c, i) => c !== want[i])) {
-      throw new VerificationError(
-        `Cannot verify generation ${p.generation}: ${marker.chains.length} chains in the kernel, ${want.length} planned`,
-      );
-    }
+    verifyMarker(await this.#o.nft.readMarker(this.#layout), p);
   }
 
   /** Re-applies the last verified nftables table after a failed verification. */

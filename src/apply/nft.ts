@@ -1,6 +1,6 @@
 /**
  * kpx's window on nftables: apply a JSON batch as one transaction, and read
- * back what verification needs (chain names, the generation marker) without
+ * back what verification needs (chain and affinity set names, the generation marker) without
  * listing map elements (seconds at 100k elements). A real implementation runs
  * nft; FakeNft wraps the in-memory FakeNftables for tests.
  */
@@ -29,6 +29,8 @@ export interface TableState {
 /** What verification reads after each apply: cheap at any scale. */
 export interface Marker {
   chains: string[];
+  /** kpx's per-service (affinity) sets, sorted. */
+  sets: string[];
   /** 0 if the marker set is missing. */
   generation: number;
 }
@@ -54,13 +56,24 @@ function parseList(bytes: Uint8Array): JsonList {
 }
 
 const GENERATION_SET = /^generation-l(\d+)$/;
-const AFFINITY_SET_PREFIX = "affinity-ep-";
+export const AFFINITY_SET_PREFIX = "affinity-ep-";
 
 function chainNames(list: JsonList): string[] {
   const out: string[] = [];
   for (const o of list.nftables) {
     const c = o["chain"];
     if (c && c["table"] === TABLE_NAME) out.push(String(c["name"]));
+  }
+  return out.sort();
+}
+
+function affinitySets(list: JsonList): string[] {
+  const out: string[] = [];
+  for (const o of list.nftables) {
+    const s = o["set"];
+    if (s && s["table"] === TABLE_NAME && String(s["name"]).startsWith(AFFINITY_SET_PREFIX)) {
+      out.push(String(s["name"]));
+    }
   }
   return out.sort();
 }
@@ -115,8 +128,10 @@ export class NftCli implements Nft {
   }
 
   async readMarker(layout: number): Promise<Marker> {
-    const [chains, marker] = await Promise.all([
+    // Three listings in parallel, none with map elements: cheap at any scale.
+    const [chains, sets, marker] = await Promise.all([
       runChecked(this.runner, ["nft", "-j", "list", "chains", TABLE_FAMILY]),
+      runChecked(this.runner, ["nft", "-j", "list", "sets", TABLE_FAMILY]),
       this.runner.run([
         "nft",
         "-j",
@@ -134,7 +149,11 @@ export class NftCli implements Nft {
         if (Array.isArray(elem) && typeof elem[0] === "number") generation = elem[0];
       }
     }
-    return { chains: chainNames(parseList(chains)), generation };
+    return {
+      chains: chainNames(parseList(chains)),
+      sets: affinitySets(parseList(sets)),
+      generation,
+    };
   }
 
   async #tableExists(): Promise<boolean> {
@@ -164,6 +183,8 @@ export class FakeNft implements Nft {
   failNextApplies = 0;
   /** The next marker read reports this generation (as if an update were lost). */
   corruptNextMarker: number | undefined;
+  /** Test seam: the next readMarker() does not report this affinity set. */
+  hideNextMarkerSet: string | undefined;
 
   apply(batch: Uint8Array): Promise<void> {
     this.attempts++;
@@ -207,8 +228,13 @@ export class FakeNft implements Nft {
     const g = snap?.sets[`generation-l${layout}`]?.[0];
     const corrupt = this.corruptNextMarker;
     this.corruptNextMarker = undefined;
+    const sets = Object.keys(snap?.sets ?? {}).filter((n) => n.startsWith(AFFINITY_SET_PREFIX));
+    const hidden = this.hideNextMarkerSet ? sets.indexOf(this.hideNextMarkerSet) : -1;
+    if (hidden >= 0) sets.splice(hidden, 1);
+    this.hideNextMarkerSet = undefined;
     return Promise.resolve({
       chains: this.table.chainNames(),
+      sets: sets.sort(),
       generation: corrupt ?? (g === undefined ? 0 : Number(g)),
     });
   }
