@@ -123,10 +123,20 @@ function service(e: Encoder, s: Service): void {
 /** A service encoded on its own; what PlanSession keeps of applied services. */
 export type EncodedService = Uint8Array;
 
+/** The endpoints of a service's longest port. */
+function longestPort(s: Service): number {
+  return Math.max(0, ...s.ports.map((p) => p.endpoints.length));
+}
+
+/** Of each encoded service, its longestPort(), noted when it was encoded (for encodeDelta). */
+const longestPorts = new WeakMap<EncodedService, number>();
+
 export function encodeService(s: Service): EncodedService {
   const e = new Encoder();
   service(e, s);
-  return e.bytes().slice();
+  const bytes = e.bytes().slice();
+  longestPorts.set(bytes, longestPort(s));
+  return bytes;
 }
 
 function serviceOrBytes(e: Encoder, s: Service | EncodedService): void {
@@ -160,54 +170,16 @@ export interface EncodedChange {
   now: Service | EncodedService | null;
 }
 
-/**
- * The number of endpoints of the longest port of an encoded service, read
- * by skipping through its bytes (the layout of service() above).
- */
-function longestEncoded(b: EncodedService): number {
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  let pos = 0;
-  const u32 = () => {
-    const x = v.getUint32(pos, true);
-    pos += 4;
-    return x;
-  };
-  const str = () => {
-    const n = u32();
-    pos += n;
-  };
-  const strs = () => {
-    for (let n = u32(); n > 0; n--) str();
-  };
-  str(); // id
-  pos += 1 + 4; // flags, affinity
-  for (let i = 0; i < 4; i++) strs(); // clusterIPs, externalIPs, loadBalancerIPs, ranges
-  let longest = 0;
-  for (let ports = u32(); ports > 0; ports--) {
-    str(); // name
-    pos += 1 + 2 + 2; // protocol, port, node port
-    const n = u32();
-    longest = Math.max(longest, n);
-    for (let i = 0; i < n; i++) {
-      str(); // address
-      pos += 2 + 1; // port, conditions
-      str(); // node name
-      strs(); // zone hints
-      strs(); // node hints
-    }
-  }
-  return longest;
-}
-
 /** The most endpoints any port of the changed services has, before or after. */
 function longestList(changes: readonly EncodedChange[]): number {
   let longest = 0;
   for (const c of changes) {
     for (const s of [c.old, c.now]) {
       if (!s) continue;
-      const n = s instanceof Uint8Array
-        ? longestEncoded(s)
-        : Math.max(0, ...s.ports.map((p) => p.endpoints.length));
+      const n = s instanceof Uint8Array ? longestPorts.get(s) : longestPort(s);
+      if (n === undefined) {
+        throw new Error("Cannot encode a delta: service bytes not from encodeService()");
+      }
       longest = Math.max(longest, n);
     }
   }
