@@ -96,59 +96,56 @@ export class NftCli implements Nft {
     }
   }
 
-  async readTable(): Promise<TableState> {
-    // Chains and sets are listed without map elements: cheap at any scale.
-    const [chains, sets] = await Promise.all([
+  /** kpx's chains and sets by name; -t (terse) leaves out every set's elements. */
+  #listNames(): Promise<[Uint8Array, Uint8Array]> {
+    return Promise.all([
       runChecked(this.runner, ["nft", "-j", "list", "chains", TABLE_FAMILY]),
-      runChecked(this.runner, ["nft", "-j", "list", "sets", TABLE_FAMILY]),
+      runChecked(this.runner, ["nft", "-j", "-t", "list", "sets", TABLE_FAMILY]),
     ]);
+  }
+
+  /** The generation in the marker set of this layout (one element); 0 if it is missing. */
+  async #generation(layout: number): Promise<number> {
+    const r = await this.runner.run(
+      ["nft", "-j", "list", "set", TABLE_FAMILY, TABLE_NAME, `generation-l${layout}`],
+    );
+    if (r.code !== 0) return 0;
+    for (const o of parseList(r.stdout).nftables) {
+      const elem = o["set"]?.["elem"];
+      if (Array.isArray(elem) && typeof elem[0] === "number") return elem[0];
+    }
+    return 0;
+  }
+
+  async readTable(): Promise<TableState> {
+    // Names only (no set or map elements): cheap at any scale.
+    const [chains, sets] = await this.#listNames();
+    const setList = parseList(sets);
+    let layout = 0;
+    for (const o of setList.nftables) {
+      const s = o["set"];
+      const m = s && s["table"] === TABLE_NAME ? GENERATION_SET.exec(String(s["name"])) : null;
+      if (m) layout = Number(m[1]);
+    }
     const state: TableState = {
       exists: false,
       chains: chainNames(parseList(chains)),
-      sets: [],
-      generation: 0,
-      layout: 0,
-    };
-    for (const o of parseList(sets).nftables) {
-      const s = o["set"];
-      if (!s || s["table"] !== TABLE_NAME) continue;
-      const name = String(s["name"]);
       // Fixed sets come back with the layout; only per-service sets are inventory.
-      if (name.startsWith(AFFINITY_SET_PREFIX)) state.sets.push(name);
-      const m = GENERATION_SET.exec(name);
-      if (m) {
-        state.layout = Number(m[1]);
-        const elem = s["elem"];
-        if (Array.isArray(elem) && typeof elem[0] === "number") state.generation = elem[0];
-      }
-    }
-    state.exists = state.chains.length > 0 || state.sets.length > 0 || await this.#tableExists();
-    state.sets.sort();
+      sets: affinitySets(setList),
+      generation: layout ? await this.#generation(layout) : 0,
+      layout,
+    };
+    state.exists = state.chains.length > 0 || state.sets.length > 0 || layout > 0 ||
+      await this.#tableExists();
     return state;
   }
 
   async readMarker(layout: number): Promise<Marker> {
-    // Three listings in parallel, none with map elements: cheap at any scale.
-    const [chains, sets, marker] = await Promise.all([
-      runChecked(this.runner, ["nft", "-j", "list", "chains", TABLE_FAMILY]),
-      runChecked(this.runner, ["nft", "-j", "list", "sets", TABLE_FAMILY]),
-      this.runner.run([
-        "nft",
-        "-j",
-        "list",
-        "set",
-        TABLE_FAMILY,
-        TABLE_NAME,
-        `generation-l${layout}`,
-      ]),
+    // Three listings in parallel, none with the table's elements: cheap at any scale.
+    const [[chains, sets], generation] = await Promise.all([
+      this.#listNames(),
+      this.#generation(layout),
     ]);
-    let generation = 0;
-    if (marker.code === 0) {
-      for (const o of parseList(marker.stdout).nftables) {
-        const elem = o["set"]?.["elem"];
-        if (Array.isArray(elem) && typeof elem[0] === "number") generation = elem[0];
-      }
-    }
     return {
       chains: chainNames(parseList(chains)),
       sets: affinitySets(parseList(sets)),
