@@ -49,8 +49,12 @@ function feed(state: ClusterState, name: string, i: number, endpoints: number, a
   if (slice.kind === "slice") state.upsertSlice(slice.spec);
 }
 
-/** A cluster of n services (4 in 5 with affinity, list lengths 1..8), and a delta of one. */
-function oneServiceDelta(n: number) {
+/**
+ * A cluster of n services (4 in 5 with affinity, list lengths 1..8) and a
+ * service "changed" with 3 endpoints, planned in full and applied; then
+ * "changed" gets `after` endpoints, planned as a delta and applied.
+ */
+function clusterThenDelta(n: number, after: number) {
   const state = new ClusterState("node-a");
   for (let i = 1; i <= n; i++) feed(state, `svc-${i}`, i, 1 + i % 8, i % 5 !== 0);
   feed(state, "changed", 4095, 3, false);
@@ -59,9 +63,7 @@ function oneServiceDelta(n: number) {
   const full = session.plan(state, CONTEXT);
   nft.apply(full.output.batch);
   full.commit();
-  // The changed service gains an endpoint (a new list length: new shared
-  // chains only if the cluster has none of that length yet; it has).
-  feed(state, "changed", 4095, 4, false);
+  feed(state, "changed", 4095, after, false);
   const delta = session.plan(state, CONTEXT);
   equal(delta.full, false);
   nft.apply(delta.output.batch);
@@ -73,6 +75,11 @@ function oneServiceDelta(n: number) {
     table: nft.snapshot()!,
     state,
   };
+}
+
+/** The changed service gains an endpoint: a list length the cluster already has shared chains for. */
+function oneServiceDelta(n: number) {
+  return clusterThenDelta(n, 4);
 }
 
 Deno.test("planDelta(): a one-service change's input and batch do not grow with the cluster", () => {
@@ -106,19 +113,8 @@ Deno.test("planDelta(): a one-service change's input and batch do not grow with 
 Deno.test("planDelta(): a change that needs new shared chains still gets them, whatever the inventory", () => {
   // Lists of 1..8 endpoints exist; the changed service grows to 12: slot
   // chains 8..11 and a pick chain for 12 are new, and nothing else is.
-  const state = new ClusterState("node-a");
-  for (let i = 1; i <= 50; i++) feed(state, `svc-${i}`, i, 1 + i % 8, i % 5 !== 0);
-  feed(state, "changed", 4095, 3, false);
-  const session = new PlanSession(planner);
-  const nft = new FakeNftables();
-  const full = session.plan(state, CONTEXT);
-  nft.apply(full.output.batch);
-  full.commit();
-  feed(state, "changed", 4095, 12, false);
-  const delta = session.plan(state, CONTEXT);
-  nft.apply(delta.output.batch);
-  delta.commit();
-  const shared = delta.output.added.filter((a) => /^chain:(slot|pick)-/.test(a)).sort();
+  const { delta, table, state } = clusterThenDelta(50, 12);
+  const shared = delta.added.filter((a) => /^chain:(slot|pick)-/.test(a)).sort();
   equal(
     shared.join(" "),
     [
@@ -131,5 +127,5 @@ Deno.test("planDelta(): a change that needs new shared chains still gets them, w
   );
   const fresh = new FakeNftables();
   fresh.apply(planner.planFull(state.services(), CONTEXT, EMPTY_INVENTORY, 2).batch);
-  equal(JSON.stringify(nft.snapshot()), JSON.stringify(fresh.snapshot()));
+  equal(JSON.stringify(table), JSON.stringify(fresh.snapshot()));
 });
