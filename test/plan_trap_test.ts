@@ -20,10 +20,9 @@ import { EMPTY_INVENTORY, Planner, PlannerError } from "../src/planner/mod.ts";
 import { ClusterState, parseEndpointSlice, parseService } from "../src/state/mod.ts";
 import { CONTEXT } from "./contexts.ts";
 import { normalizeListing, SKIP_KERNEL, withKernelNamespace } from "./kernel.ts";
-import { plannerBytes, withMemoryLimit } from "./plan_wasm.ts";
 
 /** 64 pages of 64 KiB: enough for a few small services, not for 300 endpoints. */
-const CAPPED = await Planner.load(withMemoryLimit(plannerBytes(), 64));
+const CAPPED = await Planner.load(undefined, { memoryLimitPages: 64 });
 const planner = await Planner.load();
 const quiet = new Logger({ write: () => {} });
 const BIG = 300;

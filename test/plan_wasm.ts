@@ -1,8 +1,8 @@
 /**
  * WebAssembly modules for planner tests, written or patched byte by byte: a
- * hand-written module that only reports a version, the real planner with
- * another ABI version, and the real planner with a memory limit (so that a
- * big enough input makes it trap, as a runaway or buggy planner would).
+ * hand-written module that only reports a version, and the real planner with
+ * another ABI version. (A memory limit, to make the real planner trap, is the
+ * host's: Planner.load's memoryLimitPages, since the module imports its memory.)
  * Only the sections a patch touches are re-encoded; the rest is copied.
  */
 import { PLANNER_WASM_BASE64 } from "../wasm/build/planner_wasm.ts";
@@ -185,19 +185,4 @@ export function withConstant(
   }
   const newCode = vec(bodies.map((b) => [...uleb(b.length), ...b]));
   return assemble(sections.map((s) => s === code ? { id: 10, body: newCode } : s));
-}
-
-/** The module with its (own, single) memory limited to `maxPages` of 64 KiB. */
-export function withMemoryLimit(bytes: Uint8Array, maxPages: number): Uint8Array<ArrayBuffer> {
-  const sections = sectionsOf(bytes);
-  const mem = sections.find((s) => s.id === 5);
-  if (!mem) throw new TypeError("Cannot patch the module: no memory section");
-  const c = new Cursor(mem.body);
-  if (c.uleb() !== 1) throw new TypeError("Cannot patch the module: not one memory");
-  const flags = c.u8();
-  const initial = c.uleb();
-  if (flags & ~1) throw new TypeError(`Cannot patch the module: memory flags ${flags}`);
-  if (maxPages < initial) throw new RangeError(`Cannot limit memory below ${initial} pages`);
-  const body = new Uint8Array([0x01, 0x01, ...uleb(initial), ...uleb(maxPages)]);
-  return assemble(sections.map((s) => s === mem ? { id: 5, body } : s));
 }

@@ -5,11 +5,13 @@
  */
 import type { Service } from "../state/mod.ts";
 import { deltaInventory } from "./inventory.ts";
-import type { Inventory, PlanContext } from "./types.ts";
+import { EMPTY_INVENTORY, type Inventory, type PlanContext } from "./types.ts";
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 const MAGIC = 0x5058504b; // "KPXP"
 const PROTO = { TCP: 1, UDP: 2, SCTP: 3 } as const;
+/** wasm/assembly/abi.ts: MODE_FULL, MODE_DELTA, MODE_FULL_PART, MODE_FULL_HEAD. */
+const MODE = { full: 0, delta: 1, part: 2, head: 3 } as const;
 
 class Encoder {
   #buf = new Uint8Array(1 << 16);
@@ -57,6 +59,13 @@ class Encoder {
     this.#ensure(b.length);
     this.#buf.set(b, this.#len);
     this.#len += b.length;
+  }
+  /** Overwrites the u32 at `at` (a count written before its items were known). */
+  patchU32(at: number, v: number): void {
+    this.#view.setUint32(at, v >>> 0, true);
+  }
+  get length(): number {
+    return this.#len;
   }
   bytes(): Uint8Array {
     return this.#buf.subarray(0, this.#len);
@@ -151,9 +160,72 @@ export function encodeFull(
   generation: number,
 ): Uint8Array {
   const e = new Encoder();
-  header(e, 0, generation, ctx, inventory);
+  header(e, MODE.full, generation, ctx, inventory);
   e.u32(services.length);
   for (const s of services) serviceOrBytes(e, s);
+  return e.bytes();
+}
+
+/**
+ * A full nftables sync's parts (wasm/assembly/batch.ts#planFullPart): the
+ * services in order, cut into inputs of about `partBytes` each (at least one
+ * service). Parts read no inventory: the head deals with the kernel's table.
+ */
+export function* encodeFullParts(
+  services: readonly (Service | EncodedService)[],
+  ctx: PlanContext,
+  generation: number,
+  partBytes: number,
+): Generator<Uint8Array> {
+  let e: Encoder | null = null;
+  let countAt = 0;
+  let count = 0;
+  for (const s of services) {
+    if (!e) {
+      e = new Encoder();
+      header(e, MODE.part, generation, ctx, EMPTY_INVENTORY);
+      countAt = e.length;
+      e.u32(0);
+      count = 0;
+    }
+    serviceOrBytes(e, s);
+    count++;
+    if (e.length >= partBytes) {
+      e.patchU32(countAt, count);
+      yield e.bytes();
+      e = null;
+    }
+  }
+  if (e) {
+    e.patchU32(countAt, count);
+    yield e.bytes();
+  }
+}
+
+/** What a full sync's parts reported, for its head. */
+export interface PartsSummary {
+  /** "chain:<name>" and "set:<name>" the parts add. */
+  added: readonly string[];
+  /** The parts' affinity sets: name, declaration, name, declaration, ... */
+  sets: readonly string[];
+  /** The shared chains the parts' endpoint lists use (the module's own numbers). */
+  shared: readonly number[];
+}
+
+/** A full sync's head (wasm/assembly/batch.ts#planFullHead): no services, what the parts use. */
+export function encodeFullHead(
+  ctx: PlanContext,
+  inventory: Inventory,
+  generation: number,
+  parts: PartsSummary,
+): Uint8Array {
+  const e = new Encoder();
+  header(e, MODE.head, generation, ctx, inventory);
+  e.u32(0);
+  e.strs(parts.added);
+  e.strs(parts.sets);
+  e.u32(parts.shared.length);
+  for (const n of parts.shared) e.u32(n);
   return e.bytes();
 }
 
@@ -199,7 +271,7 @@ export function encodeDelta(
   generation: number,
 ): Uint8Array {
   const e = new Encoder();
-  header(e, 1, generation, ctx, deltaInventory(inventory, longestList(changes)));
+  header(e, MODE.delta, generation, ctx, deltaInventory(inventory, longestList(changes)));
   e.u32(changes.length);
   for (const c of changes) {
     e.u8((c.old ? 1 : 0) | (c.now ? 2 : 0));

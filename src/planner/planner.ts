@@ -11,6 +11,8 @@ import {
   encodeDelta,
   type EncodedService,
   encodeFull,
+  encodeFullHead,
+  encodeFullParts,
 } from "./encode.ts";
 import type { Inventory, PlanContext, PlanOutput } from "./types.ts";
 import { type IPVSPlanOutput, parseIPVSRecord } from "./ipvs.ts";
@@ -37,7 +39,6 @@ export class PlannerVersionError extends PlannerError {
 }
 
 interface PlannerExports {
-  memory: WebAssembly.Memory;
   abiVersion(): number;
   layoutVersion(): number;
   allocInput(len: number): number;
@@ -47,6 +48,31 @@ interface PlannerExports {
   batchLen(): number;
   planIPVS(): number;
   ipvsLayoutVersion(): number;
+}
+
+/**
+ * The module imports its memory (wasm/asconfig.json: importMemory), so the
+ * host decides its life: a full sync's parts run one after another on one
+ * memory (see #planParts), and a limit, if set, caps what any plan may use.
+ * 16 pages (1 MiB) is the module's initialMemory.
+ */
+const INITIAL_PAGES = 16;
+
+/**
+ * A full nftables sync is planned in parts of about this many bytes of
+ * encoded services (roughly 500 services of one port and ten endpoints). The
+ * module's allocator never frees, so its memory grows with what one call
+ * plans: a part, not the cluster (at 10k services x 10 endpoints, 69 MB for
+ * the whole cluster in one call). Smaller parts cost more calls; this size
+ * keeps their overhead under a few percent of the plan.
+ */
+const PART_BYTES = 256 * 1024;
+
+export interface PlannerOptions {
+  /** Caps the planner's memory (64 KiB pages); a plan that needs more fails. Default: none. */
+  memoryLimitPages?: number;
+  /** Encoded bytes of services per part of a full sync (PART_BYTES); tests make it small. */
+  partBytes?: number;
 }
 
 function decodeBase64(b64: string): Uint8Array<ArrayBuffer> {
@@ -75,7 +101,7 @@ class OutputReader {
     this.#pos += 4;
     return v;
   }
-  /** A copy: the module's memory goes away with its instance. */
+  /** A copy: the module's memory is reused or goes away after the call. */
   take(n: number): Uint8Array {
     const out = this.source.slice(this.#pos, this.#pos + n);
     this.#pos += n;
@@ -87,32 +113,68 @@ class OutputReader {
     for (let i = 0; i < n; i++) out.push(this.#text.decode(this.take(this.u32())));
     return out;
   }
+  u32s(): number[] {
+    const n = this.u32();
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) out.push(this.u32());
+    return out;
+  }
+}
+
+/** What one call of the module left: its batch (copied out) and its side output. */
+interface CallOutput {
+  batch: Uint8Array;
+  side: OutputReader;
+}
+
+/** Joins a full sync's head and parts (bare, comma-separated commands) into one batch. */
+function joinBatch(head: Uint8Array, parts: readonly Uint8Array[]): Uint8Array {
+  const open = new TextEncoder().encode('{"nftables":[');
+  const close = new TextEncoder().encode("]}");
+  const pieces = [head, ...parts].filter((p) => p.length > 0);
+  let size = open.length + close.length + Math.max(0, pieces.length - 1);
+  for (const p of pieces) size += p.length;
+  const out = new Uint8Array(size);
+  out.set(open);
+  let at = open.length;
+  for (let i = 0; i < pieces.length; i++) {
+    if (i > 0) out[at++] = 0x2c; // ","
+    out.set(pieces[i]!, at);
+    at += pieces[i]!.length;
+  }
+  out.set(close, at);
+  return out;
 }
 
 export class Planner {
   #module: WebAssembly.Module;
+  #options: PlannerOptions;
   /** planFull/planDelta plan IPVS mode (see forIPVS()). */
   #ipvs = false;
   readonly layoutVersion: number;
 
-  private constructor(module: WebAssembly.Module, layoutVersion: number) {
+  private constructor(module: WebAssembly.Module, layoutVersion: number, options: PlannerOptions) {
     this.#module = module;
+    this.#options = options;
     this.layoutVersion = layoutVersion;
   }
 
   /** Compiles the planner module (the built-in one unless bytes are given) and checks its ABI. */
-  static async load(bytes?: Uint8Array<ArrayBuffer>): Promise<Planner> {
+  static async load(
+    bytes?: Uint8Array<ArrayBuffer>,
+    options: PlannerOptions = {},
+  ): Promise<Planner> {
     let module: WebAssembly.Module;
     try {
       module = await WebAssembly.compile(bytes ?? decodeBase64(PLANNER_WASM_BASE64));
     } catch (e) {
       throw new PlannerError("Cannot load the planner: invalid WebAssembly module", { cause: e });
     }
-    const probe = new Planner(module, 0);
+    const probe = new Planner(module, 0, options);
     let version: number | null;
     let layout = 0;
     try {
-      const ex = probe.#instantiate(() => {});
+      const ex = probe.#instantiate(probe.#memory(), () => {});
       version = typeof ex.abiVersion === "function" ? ex.abiVersion() : null;
       if (version === ABI_VERSION) layout = ex.layoutVersion();
     } catch (e) {
@@ -120,64 +182,129 @@ export class Planner {
     }
     // Nothing else is asked of a module of another version: its exports may mean other things.
     if (version !== ABI_VERSION) throw new PlannerVersionError(version, ABI_VERSION);
-    return new Planner(module, layout);
+    return new Planner(module, layout, options);
   }
 
-  #instantiate(onAbort: (msg: string) => void): PlannerExports {
-    // The memory is known only once the instance exists; abort() reads it then.
-    const mem: { memory?: WebAssembly.Memory } = {};
+  /** A fresh memory for the module, within the limit if one is set. */
+  #memory(): WebAssembly.Memory {
+    const limit = this.#options.memoryLimitPages;
+    return new WebAssembly.Memory(
+      limit === undefined ? { initial: INITIAL_PAGES } : { initial: INITIAL_PAGES, maximum: limit },
+    );
+  }
+
+  #instantiate(memory: WebAssembly.Memory, onAbort: (msg: string) => void): PlannerExports {
     const instance = new WebAssembly.Instance(this.#module, {
       env: {
+        memory,
         abort(msg: number, file: number, line: number, col: number) {
-          const memory = mem.memory;
-          const text = memory
-            ? `${readASString(memory, msg)} (${readASString(memory, file)}:${line}:${col})`
-            : "abort";
+          const text = `${readASString(memory, msg)} (${
+            readASString(memory, file)
+          }:${line}:${col})`;
           onAbort(text);
           throw new PlannerError(`planner aborted: ${text}`);
         },
       },
     });
-    const ex = instance.exports as unknown as PlannerExports;
-    mem.memory = ex.memory;
-    return ex;
+    return instance.exports as unknown as PlannerExports;
   }
 
-  #run(input: Uint8Array): PlanOutput;
-  #run(input: Uint8Array, ipvs: true): IPVSPlanOutput;
-  #run(input: Uint8Array, ipvs = false): PlanOutput {
-    // A new instance for every plan: nothing survives from one plan to the
-    // next, least of all the memory of an instance that trapped (possibly
-    // half-written; the module's allocator never frees). Compiling is done
-    // once, in load(); an instance costs about 0.3 ms (its 1 MiB of memory).
+  /**
+   * One call of the module: a new instance for every call, so nothing
+   * survives from one call to the next, least of all the state of an
+   * instance that trapped (possibly half-written; the allocator never
+   * frees). Compiling is done once, in load(); an instance costs about
+   * 0.3 ms. A reused memory is zeroed first: each instance then starts from
+   * what a fresh memory holds, and the output depends on the input alone.
+   */
+  #call(memory: WebAssembly.Memory, input: Uint8Array, ipvs: boolean, reused: boolean): CallOutput {
     let aborted = "";
-    const ex = this.#instantiate((m) => aborted = m);
     try {
+      if (reused) new Uint8Array(memory.buffer).fill(0);
+      const ex = this.#instantiate(memory, (m) => aborted = m);
       const ptr = ex.allocInput(input.length);
-      new Uint8Array(ex.memory.buffer, ptr, input.length).set(input);
+      new Uint8Array(memory.buffer, ptr, input.length).set(input);
       const len = ipvs ? ex.planIPVS() : ex.plan();
-      const reader = new OutputReader(new Uint8Array(ex.memory.buffer, ex.outputPtr(), len));
-      // A copy: the module's memory goes away with its instance.
-      const batch = new Uint8Array(ex.memory.buffer, ex.batchPtr(), ex.batchLen()).slice();
-      const out = {
-        batch,
-        added: reader.strs(),
-        removed: reader.strs(),
-        warnings: reader.strs(),
-        inputBytes: input.length,
-      };
-      if (!ipvs) return out;
-      const withIPVS: IPVSPlanOutput = {
-        ...out,
-        ipvs: { records: reader.strs().map(parseIPVSRecord), addresses: reader.strs() },
-      };
-      return withIPVS;
+      // Copies: the memory is reused by the next call or dropped.
+      const side = new Uint8Array(memory.buffer, ex.outputPtr(), len).slice();
+      const batch = new Uint8Array(memory.buffer, ex.batchPtr(), ex.batchLen()).slice();
+      return { batch, side: new OutputReader(side) };
     } catch (e) {
       throw new PlannerError(
         `Cannot plan: the planner failed${aborted ? `: ${aborted}` : ""}`,
         { cause: e },
       );
     }
+  }
+
+  #run(input: Uint8Array): PlanOutput;
+  #run(input: Uint8Array, ipvs: true): IPVSPlanOutput;
+  #run(input: Uint8Array, ipvs = false): PlanOutput {
+    const { batch, side } = this.#call(this.#memory(), input, ipvs, false);
+    const out = {
+      batch,
+      added: side.strs(),
+      removed: side.strs(),
+      warnings: side.strs(),
+      inputBytes: input.length,
+    };
+    if (!ipvs) return out;
+    const withIPVS: IPVSPlanOutput = {
+      ...out,
+      ipvs: { records: side.strs().map(parseIPVSRecord), addresses: side.strs() },
+    };
+    return withIPVS;
+  }
+
+  /**
+   * A full nftables sync in parts (wasm/assembly/batch.ts#planFullPart): each
+   * part plans a slice of the services on the same memory, which so grows to
+   * what one part needs; then the head, told what the parts use, declares
+   * the table and everything shared and deletes what the kernel holds that
+   * no part planned. One batch, head first: still one transaction.
+   */
+  #planParts(
+    services: readonly (Service | EncodedService)[],
+    ctx: PlanContext,
+    inventory: Inventory,
+    generation: number,
+  ): PlanOutput {
+    const memory = this.#memory();
+    const batches: Uint8Array[] = [];
+    const added: string[] = [];
+    const warnings: string[] = [];
+    const sets: string[] = [];
+    const shared = new Set<number>();
+    let inputBytes = 0;
+    let calls = 0;
+    const partBytes = this.#options.partBytes ?? PART_BYTES;
+    for (const part of encodeFullParts(services, ctx, generation, partBytes)) {
+      const { batch, side } = this.#call(memory, part, false, calls++ > 0);
+      inputBytes += part.length;
+      batches.push(batch);
+      added.push(...side.strs());
+      side.strs(); // removed: a part removes nothing
+      warnings.push(...side.strs());
+      sets.push(...side.strs());
+      for (const n of side.u32s()) shared.add(n);
+    }
+    const headInput = encodeFullHead(ctx, inventory, generation, {
+      added,
+      sets,
+      shared: [...shared].sort((a, b) => a - b),
+    });
+    inputBytes += headInput.length;
+    const head = this.#call(memory, headInput, false, calls > 0);
+    const headAdded = head.side.strs();
+    const removed = head.side.strs();
+    warnings.push(...head.side.strs());
+    return {
+      batch: joinBatch(head.batch, batches),
+      added: [...headAdded, ...added],
+      removed,
+      warnings,
+      inputBytes,
+    };
   }
 
   /** The whole table, replacing what `inventory` says is in the kernel. */
@@ -188,7 +315,7 @@ export class Planner {
     generation: number,
   ): PlanOutput {
     if (this.#ipvs) return this.planIPVSFull(services, ctx, inventory, generation);
-    return this.#run(encodeFull(services, ctx, inventory, generation));
+    return this.#planParts(services, ctx, inventory, generation);
   }
 
   /** Only what the changed services add, change or remove. */
@@ -237,8 +364,8 @@ export class Planner {
    * table (its outputs are IPVSPlanOutputs; see isIPVSPlanOutput()).
    */
   forIPVS(): Planner {
-    const ex = this.#instantiate(() => {});
-    const p = new Planner(this.#module, ex.ipvsLayoutVersion());
+    const ex = this.#instantiate(this.#memory(), () => {});
+    const p = new Planner(this.#module, ex.ipvsLayoutVersion(), this.#options);
     p.#ipvs = true;
     return p;
   }

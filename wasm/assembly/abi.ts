@@ -1,6 +1,6 @@
 // The planner ABI. Bump ABI_VERSION whenever the input or output layout changes:
 // the host refuses a module whose version differs from its own.
-export const ABI_VERSION: u32 = 2;
+export const ABI_VERSION: u32 = 3;
 // "KPXP" little-endian: first word of every input buffer.
 export const INPUT_MAGIC: u32 = 0x5058504b;
 // Version of the nftables layout (names and types of the fixed objects). It is
@@ -10,6 +10,11 @@ export const LAYOUT_VERSION: u32 = 1;
 
 export const MODE_FULL: u8 = 0;
 export const MODE_DELTA: u8 = 1;
+// ABI 3: an nftables full sync comes in parts (each a slice of the services)
+// and a head (the table, maps, sets and fixed chains), each in a fresh
+// instance, so that one part's garbage is all the module's memory holds.
+export const MODE_FULL_PART: u8 = 2;
+export const MODE_FULL_HEAD: u8 = 3;
 
 export const PROTO_TCP: u8 = 1;
 export const PROTO_UDP: u8 = 2;

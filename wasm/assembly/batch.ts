@@ -37,8 +37,10 @@ export class PlanResult {
 /** Writes `{"<verb>":{"<kind>":{family,table,<body>}}}` commands, comma-separated. */
 export class Commands {
   n: i32 = 0;
-  constructor(public w: ByteWriter) {
-    w.str('{"nftables":[');
+  /** wrapped: a whole batch, `{"nftables":[...]}`; else bare commands (a part of a full
+   *  sync) that the host joins with the others. */
+  constructor(public w: ByteWriter, public wrapped: bool = true) {
+    if (wrapped) w.str('{"nftables":[');
   }
   private open(verb: string, kind: string): ByteWriter {
     if (this.n++ > 0) this.w.byte(0x2c);
@@ -69,7 +71,7 @@ export class Commands {
     w.append(list).str("]}}}");
   }
   end(): void {
-    this.w.str("]}");
+    if (this.wrapped) this.w.str("]}");
   }
 }
 
@@ -92,7 +94,25 @@ function writeGeneration(cmds: Commands, generation: u32, fresh: bool): void {
   cmds.named("add", "element", g, '"elem":[' + generation.toString() + "]");
 }
 
-export function planFull(input: PlanInput): PlanResult {
+/** A part of a full sync (MODE_FULL_PART): what the head needs back besides the batch. */
+export class PartResult extends PlanResult {
+  /** The part's affinity sets: name, declaration, name, declaration, ... */
+  sets: string[] = [];
+  /** The shared chains its endpoint lists use (Sink.needs()). */
+  shared: u32[] = [];
+}
+
+/**
+ * A full sync is planned in parts so that the module's memory, which its
+ * allocator never frees, holds one part's services at a time instead of the
+ * whole cluster (the host runs each part in a fresh instance on the same
+ * memory, src/planner/planner.ts). Each part's batch is bare commands: its
+ * services' chains, each declared before any rule jumps to it, their rules,
+ * then their map elements (verdict map elements name these chains). The head
+ * (planFullHead), which the host puts before all parts, declares everything
+ * the parts use: the table, the maps, the sets, the fixed and shared chains.
+ */
+export function planFullPart(input: PlanInput): PartResult {
   const cfg = input.config;
   let endpoints = 0;
   for (let i = 0; i < input.services.length; i++) {
@@ -103,6 +123,38 @@ export function planFull(input: PlanInput): PlanResult {
   for (let i = 0; i < input.services.length; i++) {
     emitService(unchecked(input.services[i]), cfg, sink);
   }
+  let size = 1 << 12;
+  for (let m = 0; m < MAP_KINDS * 2; m++) size += sink.lists[m].len + 256;
+  size += sink.chains.length * 512;
+  const res = new PartResult(size);
+  const cmds = new Commands(res.batch, false);
+  for (let i = 0; i < sink.chains.length; i++) {
+    cmds.named("add", "chain", sink.chains[i].name, chainDecl(sink.chains[i]));
+    res.added.push("chain:" + sink.chains[i].name);
+  }
+  for (let i = 0; i < sink.chains.length; i++) cmds.rules(sink.chains[i]);
+  const decls = mapDecls();
+  for (let m = 0; m < MAP_KINDS * 2; m++) {
+    if (sink.counts[m] > 0) cmds.elements("add", decls[m].name, sink.lists[m]);
+  }
+  for (let i = 0; i < sink.sets.length; i++) {
+    res.sets.push(sink.sets[i].name);
+    res.sets.push(sink.sets[i].decl);
+    res.added.push("set:" + sink.sets[i].name);
+  }
+  res.shared = sink.needs();
+  return res;
+}
+
+/**
+ * The head of a full sync (MODE_FULL_HEAD), from the inventory and what the
+ * parts reported: what they add (to know which of the kernel's chains to delete),
+ * their sets and the shared chains they use. Bare commands, put first.
+ */
+export function planFullHead(input: PlanInput): PlanResult {
+  const cfg = input.config;
+  const sink = new FullSink();
+  sink.addNeeds(input.partShared);
   // Sets filled from the configuration: only a full sync changes them.
   if (cfg.localMode == LOCAL_CIDR) addCIDRs(sink, M_POD_CIDRS, cfg.localCIDRs);
   addCIDRs(sink, M_SERVICE_CIDRS, cfg.serviceCIDRs);
@@ -116,13 +168,26 @@ export function planFull(input: PlanInput): PlanResult {
   const planned = new Set<string>();
   for (let i = 0; i < fixed.length; i++) planned.add(fixed[i].name);
   for (let i = 0; i < sharedDefs.length; i++) planned.add(sharedDefs[i].name);
-  for (let i = 0; i < sink.chains.length; i++) planned.add(sink.chains[i].name);
+  // The parts' added lists: "chain:<name>" and "set:<name>".
+  for (let i = 0; i < input.partAdded.length; i++) {
+    const a = input.partAdded[i];
+    if (a.startsWith("chain:")) planned.add(a.substring(6));
+  }
+  const sets = new Array<SetDef>();
+  const setNames = new Set<string>();
+  for (let i = 0; i + 1 < input.partSets.length; i += 2) {
+    const name = input.partSets[i];
+    if (setNames.has(name)) continue;
+    setNames.add(name);
+    sets.push(new SetDef(name, input.partSets[i + 1]));
+  }
 
   let size = 1 << 16;
   for (let m = 0; m < MAP_KINDS * 2; m++) size += sink.lists[m].len + 256;
-  size += (sharedDefs.length + sink.chains.length) * 512;
+  size += sharedDefs.length * 512 + sets.length * 160;
+  size += (input.inventory.chains.length + input.inventory.sets.length) * 96;
   const res = new PlanResult(size);
-  const cmds = new Commands(res.batch);
+  const cmds = new Commands(res.batch, false);
   const inv = input.inventory;
   const reuse = inv.layout == LAYOUT_VERSION;
   // "add table" never fails on an existing table; it makes the delete below
@@ -156,7 +221,7 @@ export function planFull(input: PlanInput): PlanResult {
     for (let i = 0; i < inv.sets.length; i++) {
       const s = inv.sets[i];
       // Fixed sets and the marker are flushed above, never deleted.
-      if (!sink.setNames.has(s) && s != generationSet(LAYOUT_VERSION) && !fixedNames.has(s)) {
+      if (!setNames.has(s) && s != generationSet(LAYOUT_VERSION) && !fixedNames.has(s)) {
         cmds.named("delete", "set", s, "");
         res.removed.push("set:" + s);
       }
@@ -173,13 +238,10 @@ export function planFull(input: PlanInput): PlanResult {
   // other flags (File exists).
   const kept = new Set<string>();
   if (reuse) { for (let i = 0; i < inv.sets.length; i++) kept.add(inv.sets[i]); }
-  for (let i = 0; i < sink.sets.length; i++) {
-    if (!kept.has(sink.sets[i].name)) {
-      cmds.named("add", "set", sink.sets[i].name, setDecl(sink.sets[i]));
-    }
-    res.added.push("set:" + sink.sets[i].name);
+  for (let i = 0; i < sets.length; i++) {
+    if (!kept.has(sets[i].name)) cmds.named("add", "set", sets[i].name, setDecl(sets[i]));
   }
-  const all = fixed.concat(sharedDefs).concat(sink.chains);
+  const all = fixed.concat(sharedDefs);
   for (let i = 0; i < all.length; i++) {
     cmds.named("add", "chain", all[i].name, chainDecl(all[i]));
     res.added.push("chain:" + all[i].name);
@@ -188,7 +250,6 @@ export function planFull(input: PlanInput): PlanResult {
   for (let m = 0; m < MAP_KINDS * 2; m++) {
     if (sink.counts[m] > 0) cmds.elements("add", decls[m].name, sink.lists[m]);
   }
-  cmds.end();
   return res;
 }
 

@@ -7,6 +7,10 @@ import {
   EP_SERVING,
   EP_TERMINATING,
   INPUT_MAGIC,
+  MODE_DELTA,
+  MODE_FULL,
+  MODE_FULL_HEAD,
+  MODE_FULL_PART,
   SVC_ETP_LOCAL,
   SVC_ITP_LOCAL,
 } from "./abi";
@@ -103,6 +107,10 @@ export class PlanInput {
   inventory: Inventory = new Inventory();
   services: Service[] = [];
   changes: ServiceChange[] = [];
+  /** MODE_FULL_HEAD: what the parts reported (see batch.ts#planFullHead). */
+  partAdded: string[] = [];
+  partSets: string[] = [];
+  partShared: u32[] = [];
 }
 
 export function isV6(addr: string): bool {
@@ -172,10 +180,10 @@ export function readInput(ptr: usize, len: usize): PlanInput {
   input.inventory.chains = r.strs();
   input.inventory.sets = r.strs();
   const n = r.count(1);
-  if (input.mode == 0) {
+  if (input.mode == MODE_FULL || input.mode == MODE_FULL_PART) {
     input.services = new Array<Service>(n);
     for (let i = 0; i < n; i++) unchecked(input.services[i] = readService(r, c));
-  } else {
+  } else if (input.mode == MODE_DELTA) {
     for (let i = 0; i < n; i++) {
       const ch = new ServiceChange();
       const f = r.u8();
@@ -183,6 +191,14 @@ export function readInput(ptr: usize, len: usize): PlanInput {
       if ((f & DELTA_HAS_NEW) != 0) ch.now = readService(r, c);
       input.changes.push(ch);
     }
+  } else if (input.mode == MODE_FULL_HEAD) {
+    // A head plans no services itself: the parts did.
+    if (n != 0) abort("planner input: a head with services");
+    input.partAdded = r.strs();
+    input.partSets = r.strs();
+    input.partShared = r.u32s();
+  } else {
+    abort("planner input: unknown mode");
   }
   if (r.ptr != r.end) abort("planner input: trailing bytes");
   return input;

@@ -83,6 +83,13 @@ export class Reader {
     return out;
   }
 
+  u32s(): u32[] {
+    const n = this.count(4);
+    const out = new Array<u32>(n);
+    for (let i = 0; i < n; i++) unchecked(out[i] = this.u32());
+    return out;
+  }
+
   /** Guards counts before allocating arrays for them. */
   count(minBytesEach: u32): i32 {
     const n = this.u32();

@@ -38,6 +38,36 @@ export abstract class Sink {
     if (n > 1) this.picks.add((k << 24) | n);
   }
 
+  /**
+   * The shared chains used, as numbers a full sync's head merges from all its
+   * parts (addNeeds): for each (path, uniform) k that uses slots, the high bit
+   * set with k << 24 | slot count; then every pick as useList() keys it.
+   */
+  needs(): u32[] {
+    const out = new Array<u32>();
+    for (let k = 0; k < 8; k++) {
+      const n = unchecked(this.slots[k]);
+      if (n > 0) out.push(0x80000000 | (<u32> k << 24) | <u32> n);
+    }
+    const picks = this.picks.values();
+    for (let i = 0; i < picks.length; i++) out.push(<u32> picks[i]);
+    return out;
+  }
+
+  addNeeds(list: u32[]): void {
+    for (let i = 0; i < list.length; i++) {
+      const v = unchecked(list[i]);
+      if ((v & 0x80000000) == 0) {
+        this.picks.add(<i32> v);
+        continue;
+      }
+      const k = <i32> ((v >> 24) & 0x7f);
+      if (k >= 8) abort("planner input: shared chain need out of range");
+      const n = <i32> (v & 0xffffff);
+      if (n > unchecked(this.slots[k])) unchecked(this.slots[k] = n);
+    }
+  }
+
   /** Names of the shared chains used, slot chains first (pick chains jump to them). */
   sharedNames(): string[] {
     const out = new Array<string>();
