@@ -14,10 +14,20 @@ const PROTO = { TCP: 1, UDP: 2, SCTP: 3 } as const;
 const MODE = { full: 0, delta: 1, part: 2, head: 3 } as const;
 
 class Encoder {
-  #buf = new Uint8Array(1 << 16);
-  #view = new DataView(this.#buf.buffer);
+  #buf: Uint8Array;
+  #view: DataView;
   #len = 0;
   #text = new TextEncoder();
+
+  constructor(capacity = 1 << 16) {
+    this.#buf = new Uint8Array(capacity);
+    this.#view = new DataView(this.#buf.buffer);
+  }
+
+  /** Starts over, keeping the buffer (a scratch encoder reused for many small outputs). */
+  reset(): void {
+    this.#len = 0;
+  }
 
   #ensure(n: number): void {
     if (this.#len + n <= this.#buf.length) return;
@@ -140,10 +150,17 @@ function longestPort(s: Service): number {
 /** Of each encoded service, its longestPort(), noted when it was encoded (for encodeDelta). */
 const longestPorts = new WeakMap<EncodedService, number>();
 
+/**
+ * encodeService()'s buffer, reused: a full sync encodes every service, and a
+ * fresh 64 KiB buffer for each (10k at 10k services) is hundreds of
+ * megabytes of short-lived native memory that the process keeps.
+ */
+const scratch = new Encoder();
+
 export function encodeService(s: Service): EncodedService {
-  const e = new Encoder();
-  service(e, s);
-  const bytes = e.bytes().slice();
+  scratch.reset();
+  service(scratch, s);
+  const bytes = scratch.bytes().slice();
   longestPorts.set(bytes, longestPort(s));
   return bytes;
 }
@@ -170,6 +187,8 @@ export function encodeFull(
  * A full nftables sync's parts (wasm/assembly/batch.ts#planFullPart): the
  * services in order, cut into inputs of about `partBytes` each (at least one
  * service). Parts read no inventory: the head deals with the kernel's table.
+ * Each part is a view of one buffer that the next part overwrites: use it
+ * (the planner copies it into its memory) before asking for the next.
  */
 export function* encodeFullParts(
   services: readonly (Service | EncodedService)[],
@@ -177,26 +196,26 @@ export function* encodeFullParts(
   generation: number,
   partBytes: number,
 ): Generator<Uint8Array> {
-  let e: Encoder | null = null;
+  // Sized for a part and its last service, so that it rarely grows.
+  const e = new Encoder(Math.min(partBytes, 1 << 22) + (1 << 16));
   let countAt = 0;
   let count = 0;
   for (const s of services) {
-    if (!e) {
-      e = new Encoder();
+    if (count === 0) {
+      e.reset();
       header(e, MODE.part, generation, ctx, EMPTY_INVENTORY);
       countAt = e.length;
       e.u32(0);
-      count = 0;
     }
     serviceOrBytes(e, s);
     count++;
     if (e.length >= partBytes) {
       e.patchU32(countAt, count);
       yield e.bytes();
-      e = null;
+      count = 0;
     }
   }
-  if (e) {
+  if (count > 0) {
     e.patchU32(countAt, count);
     yield e.bytes();
   }

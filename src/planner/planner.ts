@@ -52,11 +52,18 @@ interface PlannerExports {
 
 /**
  * The module imports its memory (wasm/asconfig.json: importMemory), so the
- * host decides its life: a full sync's parts run one after another on one
- * memory (see #planParts), and a limit, if set, caps what any plan may use.
- * 16 pages (1 MiB) is the module's initialMemory.
+ * host decides its life: calls run one after another on one kept memory
+ * (see #call), and a limit, if set, caps what any plan may use. 16 pages
+ * (1 MiB) is the module's initialMemory.
  */
 const INITIAL_PAGES = 16;
+
+/**
+ * A memory up to this size is kept for the next call. A full sync's part
+ * needs about 4 MiB; a delta, well under one. A memory that one exceptional
+ * plan grew beyond this is dropped after the call.
+ */
+const KEEP_BYTES = 16 * 1024 * 1024;
 
 /**
  * A full nftables sync is planned in parts of about this many bytes of
@@ -149,6 +156,8 @@ function joinBatch(head: Uint8Array, parts: readonly Uint8Array[]): Uint8Array {
 export class Planner {
   #module: WebAssembly.Module;
   #options: PlannerOptions;
+  /** The memory the last call ran on, for the next (see #call); null after a failure. */
+  #kept: WebAssembly.Memory | null = null;
   /** planFull/planDelta plan IPVS mode (see forIPVS()). */
   #ipvs = false;
   readonly layoutVersion: number;
@@ -214,13 +223,20 @@ export class Planner {
    * survives from one call to the next, least of all the state of an
    * instance that trapped (possibly half-written; the allocator never
    * frees). Compiling is done once, in load(); an instance costs about
-   * 0.3 ms. A reused memory is zeroed first: each instance then starts from
-   * what a fresh memory holds, and the output depends on the input alone.
+   * 0.3 ms. The memory is the one the last call used, when there was one:
+   * a fresh memory per call is native memory that only a garbage collection
+   * gives back, a megabyte or more per sync. A used memory is not zeroed: the
+   * instance's allocator starts again at the bottom, and AssemblyScript
+   * initialises all it allocates (its standard library is written for
+   * allocators that hand out used memory); test/plan_memory_test.ts checks
+   * that the output does not depend on what the memory held.
    */
-  #call(memory: WebAssembly.Memory, input: Uint8Array, ipvs: boolean, reused: boolean): CallOutput {
+  #call(input: Uint8Array, ipvs: boolean): CallOutput {
+    const memory = this.#kept ?? this.#memory();
+    // Dropped if the call fails: a trapped instance may have grown it to the limit.
+    this.#kept = null;
     let aborted = "";
     try {
-      if (reused) new Uint8Array(memory.buffer).fill(0);
       const ex = this.#instantiate(memory, (m) => aborted = m);
       const ptr = ex.allocInput(input.length);
       new Uint8Array(memory.buffer, ptr, input.length).set(input);
@@ -228,6 +244,7 @@ export class Planner {
       // Copies: the memory is reused by the next call or dropped.
       const side = new Uint8Array(memory.buffer, ex.outputPtr(), len).slice();
       const batch = new Uint8Array(memory.buffer, ex.batchPtr(), ex.batchLen()).slice();
+      if (memory.buffer.byteLength <= KEEP_BYTES) this.#kept = memory;
       return { batch, side: new OutputReader(side) };
     } catch (e) {
       throw new PlannerError(
@@ -240,7 +257,7 @@ export class Planner {
   #run(input: Uint8Array): PlanOutput;
   #run(input: Uint8Array, ipvs: true): IPVSPlanOutput;
   #run(input: Uint8Array, ipvs = false): PlanOutput {
-    const { batch, side } = this.#call(this.#memory(), input, ipvs, false);
+    const { batch, side } = this.#call(input, ipvs);
     const out = {
       batch,
       added: side.strs(),
@@ -258,7 +275,7 @@ export class Planner {
 
   /**
    * A full nftables sync in parts (wasm/assembly/batch.ts#planFullPart): each
-   * part plans a slice of the services on the same memory, which so grows to
+   * part plans a slice of the services on the kept memory, which so grows to
    * what one part needs; then the head, told what the parts use, declares
    * the table and everything shared and deletes what the kernel holds that
    * no part planned. One batch, head first: still one transaction.
@@ -269,17 +286,15 @@ export class Planner {
     inventory: Inventory,
     generation: number,
   ): PlanOutput {
-    const memory = this.#memory();
     const batches: Uint8Array[] = [];
     const added: string[] = [];
     const warnings: string[] = [];
     const sets: string[] = [];
     const shared = new Set<number>();
     let inputBytes = 0;
-    let calls = 0;
     const partBytes = this.#options.partBytes ?? PART_BYTES;
     for (const part of encodeFullParts(services, ctx, generation, partBytes)) {
-      const { batch, side } = this.#call(memory, part, false, calls++ > 0);
+      const { batch, side } = this.#call(part, false);
       inputBytes += part.length;
       batches.push(batch);
       added.push(...side.strs());
@@ -294,7 +309,7 @@ export class Planner {
       shared: [...shared].sort((a, b) => a - b),
     });
     inputBytes += headInput.length;
-    const head = this.#call(memory, headInput, false, calls > 0);
+    const head = this.#call(headInput, false);
     const headAdded = head.side.strs();
     const removed = head.side.strs();
     warnings.push(...head.side.strs());
