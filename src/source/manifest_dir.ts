@@ -25,15 +25,19 @@ const KINDS: Record<string, { kind: SourceKind; apiVersions: string[] }> = {
   Node: { kind: "Node", apiVersions: ["v1"] },
 };
 
-/** Content hash for change detection: two FNV-1a 32-bit hashes (64 bits). */
-function contentHash(text: string): string {
+/**
+ * Content hash for change detection: two FNV-1a-style 32-bit hashes, 53 bits
+ * of them kept in one number (a string of 16 hex digits per object was a
+ * megabyte and more at 10k services).
+ */
+function contentHash(text: string): number {
   let h1 = 0x811c9dc5, h2 = 0x01000193 ^ text.length;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     h1 = Math.imul(h1 ^ c, 0x01000193);
     h2 = Math.imul(h2 ^ c, 0x5bd1e995);
   }
-  return (h1 >>> 0).toString(16) + (h2 >>> 0).toString(16);
+  return (h1 >>> 0) * 2 ** 21 + ((h2 >>> 0) >>> 11);
 }
 
 function keyOf(o: ManifestObject): string | null {
@@ -43,18 +47,28 @@ function keyOf(o: ManifestObject): string | null {
   return `${o.kind}/${m["namespace"] ?? (o.kind === "Node" ? "" : "default")}/${m["name"] ?? ""}`;
 }
 
+/** What keyOf() made the key of: enough to tell a handler which object is gone. */
+function deleted(key: string): { kind: SourceKind; object: Record<string, unknown> } {
+  const [kind, namespace, name] = key.split("/") as [SourceKind, string, string];
+  const metadata = kind === "Node" ? { name } : { name, namespace };
+  return { kind, object: { metadata } };
+}
+
+/** What was delivered for a key: its hash, and from which file (the last that had it). */
+interface Delivered {
+  hash: number;
+  file: string;
+}
+
 export class ManifestDirSource {
   #dir: string;
   #log: Logger;
   #h: SourceHandlers;
   #debounceMs: number;
-  /** file -> key -> content hash of the objects it contributes */
-  #files = new Map<string, Map<string, string>>();
-  /** key -> what was delivered: its hash, kind and metadata (enough to delete it) */
-  #delivered = new Map<
-    string,
-    { hash: string; kind: SourceKind; metadata: unknown; file: string }
-  >();
+  /** file -> keys of the objects it contributes */
+  #files = new Map<string, string[]>();
+  /** key -> what was delivered (the key itself says enough to delete it) */
+  #delivered = new Map<string, Delivered>();
   #watcher: Deno.FsWatcher | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Files changed since the last read; null: read the whole directory. */
@@ -134,7 +148,7 @@ export class ManifestDirSource {
   }
 
   #removeFile(f: string): void {
-    for (const key of this.#files.get(f)?.keys() ?? []) this.#drop(key, f);
+    for (const key of this.#files.get(f) ?? []) this.#drop(key, f);
     this.#files.delete(f);
   }
 
@@ -142,7 +156,8 @@ export class ManifestDirSource {
     const d = this.#delivered.get(key);
     if (!d || d.file !== file) return;
     this.#delivered.delete(key);
-    this.#h.event(d.kind, "delete", { metadata: d.metadata });
+    const gone = deleted(key);
+    this.#h.event(gone.kind, "delete", gone.object);
   }
 
   async #readFile(f: string): Promise<void> {
@@ -155,21 +170,21 @@ export class ManifestDirSource {
       this.#log.warn(`${e.message} (keeping its last readable contents)`);
       return;
     }
-    const before = this.#files.get(f) ?? new Map<string, string>();
-    const now = new Map<string, string>();
+    const before = this.#files.get(f) ?? [];
+    const now = new Set<string>();
     for (const o of objects) {
       const key = keyOf(o);
       if (!key) continue;
       const hash = contentHash(JSON.stringify(o.object));
-      now.set(key, hash);
+      now.add(key);
       const d = this.#delivered.get(key);
+      if (d?.hash === hash && d.file === f) continue;
+      this.#delivered.set(key, { hash, file: f });
       if (d?.hash === hash) continue;
-      const kind = KINDS[o.kind]!.kind;
-      this.#delivered.set(key, { hash, kind, metadata: o.object["metadata"], file: f });
-      this.#h.event(kind, "upsert", o.object);
+      this.#h.event(KINDS[o.kind]!.kind, "upsert", o.object);
     }
-    for (const key of before.keys()) if (!now.has(key)) this.#drop(key, f);
-    this.#files.set(f, now);
+    for (const key of before) if (!now.has(key)) this.#drop(key, f);
+    this.#files.set(f, [...now]);
   }
 
   stop(): Promise<void> {

@@ -68,6 +68,16 @@ Deno.test("ManifestDirSource delivers the directory, then only what each file ch
 
     await Deno.remove(`${dir}/c.json`);
     await until(() => events.includes("delete Service c"), "the removal");
+
+    // An object moved unchanged to another file: no event, and removing it
+    // from the old file does not delete it.
+    events.length = 0;
+    await Deno.writeTextFile(`${dir}/d.yaml`, svc("a", "10.96.0.11"));
+    await new Promise((r) => setTimeout(r, 200));
+    await Deno.writeTextFile(`${dir}/a.yaml`, svc("e", "10.96.0.5"));
+    await until(() => events.includes("upsert Service e"), "the new object");
+    await new Promise((r) => setTimeout(r, 200));
+    deepEqual(events, ["upsert Service e"], "the moved object was neither changed nor deleted");
   } finally {
     await src.stop();
     await Deno.remove(dir, { recursive: true });

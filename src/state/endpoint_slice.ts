@@ -4,6 +4,7 @@ import { parseIP } from "./ip.ts";
 import { DNS1123_LABEL, objectName, parseProtocol } from "./service.ts";
 import type { EndpointSlicePort, EndpointSliceSpec, EndpointSpec } from "./types.ts";
 import { intIn, labels, list, obj, str } from "./_object.ts";
+import { EndpointList } from "./endpoint_list.ts";
 
 export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
 /** Slices of headless services carry this label; kube-proxy does not watch them. */
@@ -82,7 +83,6 @@ export function parseEndpointSlice(o: unknown): EndpointSliceResult {
       serving,
       terminating: c["terminating"] === true,
       nodeName: str(e["nodeName"]) ?? "",
-      zone: str(e["zone"]) ?? "",
       zoneHints: hintNames(hints["forZones"]),
       nodeHints: hintNames(hints["forNodes"]),
     });
@@ -96,7 +96,7 @@ export function parseEndpointSlice(o: unknown): EndpointSliceResult {
       serviceId: `${namespace}/${service}`,
       family,
       ports,
-      endpoints,
+      endpoints: new EndpointList(endpoints),
     },
   };
 }

@@ -21,20 +21,13 @@ export function joinService(
     for (const slice of ordered) {
       const port = slice.ports.find((p) => p.name === sp.name && p.protocol === sp.protocol);
       if (!port) continue;
-      for (const e of slice.endpoints) {
-        const key = `${e.address}|${port.port}`;
-        const local = e.nodeName !== "" && e.nodeName === nodeName;
+      const eps = slice.endpoints;
+      for (let i = 0; i < eps.length; i++) {
+        const key = `${eps.address(i)}|${port.port}`;
+        const node = eps.nodeName(i);
+        const local = node !== "" && node === nodeName;
         if (byKey.has(key) && !local) continue;
-        byKey.set(key, {
-          address: e.address,
-          port: port.port,
-          ready: e.ready,
-          serving: e.serving,
-          terminating: e.terminating,
-          nodeName: e.nodeName,
-          zoneHints: e.zoneHints,
-          nodeHints: e.nodeHints,
-        });
+        byKey.set(key, eps.endpoint(i, port.port));
       }
     }
     // Sorted so the plan, and each endpoint's slot, depend only on the set.

@@ -26,4 +26,5 @@ export {
 } from "./endpoint_slice.ts";
 export { parseNode, ZONE_LABEL } from "./node.ts";
 export { joinService } from "./join.ts";
+export { EndpointList } from "./endpoint_list.ts";
 export { type Changes, ClusterState } from "./store.ts";

@@ -18,6 +18,17 @@ const DNS1035_LABEL = /^(?=.{1,63}$)[a-z]([-a-z0-9]*[a-z0-9])?$/;
 // IANA service name: what a named port may be called (RFC 6335).
 const IANA_SVC_NAME = /^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?!-))*[a-z0-9]?$/;
 
+/**
+ * One empty list for every service without external IPs, LB IPs or source
+ * ranges (most of them), instead of three arrays each; frozen, so that no
+ * code can change the one through another.
+ */
+const NONE = Object.freeze([]) as unknown as string[];
+
+function orNone(list: string[]): string[] {
+  return list.length === 0 ? NONE : list;
+}
+
 const PROTOCOLS: ReadonlySet<string> = new Set(["TCP", "UDP", "SCTP"]);
 
 export function parseProtocol(v: unknown): Protocol | undefined {
@@ -186,11 +197,11 @@ export function parseService(o: unknown): ServiceResult {
       clusterIPs,
       // One address, one role: an LB IP listed in externalIPs too is an LB IP
       // (its source ranges apply), and the ClusterIP is never "external".
-      externalIPs: [...new Set(externalIPs)].filter((ip) =>
-        !clusterIPs.includes(ip) && !lbIPs.includes(ip)
+      externalIPs: orNone(
+        [...new Set(externalIPs)].filter((ip) => !clusterIPs.includes(ip) && !lbIPs.includes(ip)),
       ),
-      loadBalancerIPs: lbIPs,
-      loadBalancerSourceRanges: [...new Set(loadBalancerSourceRanges)],
+      loadBalancerIPs: orNone(lbIPs),
+      loadBalancerSourceRanges: orNone([...new Set(loadBalancerSourceRanges)]),
       externalTrafficLocal,
       internalTrafficLocal: itp === "Local",
       affinitySeconds,

@@ -145,11 +145,12 @@ Deno.test("parseEndpointSlice() reads conditions with the API's defaults", () =>
     "a nil port gives no endpoints",
   );
   deepEqual([
-    r.spec.endpoints[0]!.ready,
-    r.spec.endpoints[0]!.serving,
-    r.spec.endpoints[0]!.terminating,
+    r.spec.endpoints.at(0).ready,
+    r.spec.endpoints.at(0).serving,
+    r.spec.endpoints.at(0).terminating,
   ], [true, true, false]);
-  deepEqual(r.spec.endpoints[1]!.zoneHints, ["z1"]);
+  deepEqual(r.spec.endpoints.at(1).zoneHints, ["z1"]);
+  equal(r.spec.endpoints.length, 2);
   equal(
     parseEndpointSlice({ metadata: { name: "x", namespace: "prod" }, addressType: "IPv4" }).kind,
     "ignored",

@@ -6,6 +6,7 @@
 import { ConflictError } from "./errors.ts";
 import { parseIP } from "./ip.ts";
 import { joinService } from "./join.ts";
+import { OwnersMap } from "./_owners.ts";
 import type { EndpointSliceSpec, NodeSpec, Service, ServiceSpec } from "./types.ts";
 
 export interface Changes {
@@ -36,8 +37,9 @@ function claimsOf(s: ServiceSpec): string[] {
 export class ClusterState {
   #services = new Map<string, ServiceSpec>();
   #slices = new Map<string, EndpointSliceSpec>();
-  #slicesByService = new Map<string, Set<string>>();
-  #claims = new Map<string, Set<string>>();
+  #slicesByService = new OwnersMap();
+  /** Destination -> the services claiming it. */
+  #claims = new OwnersMap();
   #node: NodeSpec | null = null;
   #nodeName = "";
   #dirty = new Set<string>();
@@ -70,10 +72,8 @@ export class ClusterState {
     this.#unclaim(spec.id);
     this.#services.set(spec.id, spec);
     for (const c of claimsOf(spec)) {
-      const owners = this.#claims.get(c) ?? new Set<string>();
-      for (const other of owners) this.#dirty.add(other);
-      owners.add(spec.id);
-      this.#claims.set(c, owners);
+      for (const other of this.#claims.get(c)) this.#dirty.add(other);
+      this.#claims.add(c, spec.id);
     }
     this.#dirty.add(spec.id);
   }
@@ -89,20 +89,15 @@ export class ClusterState {
     const old = this.#services.get(id);
     if (!old) return;
     for (const c of claimsOf(old)) {
-      const owners = this.#claims.get(c);
-      if (!owners) continue;
-      owners.delete(id);
-      for (const other of owners) this.#dirty.add(other);
-      if (owners.size === 0) this.#claims.delete(c);
+      this.#claims.remove(c, id);
+      for (const other of this.#claims.get(c)) this.#dirty.add(other);
     }
   }
 
   upsertSlice(spec: EndpointSliceSpec): void {
     this.deleteSlice(spec.id);
     this.#slices.set(spec.id, spec);
-    const set = this.#slicesByService.get(spec.serviceId) ?? new Set<string>();
-    set.add(spec.id);
-    this.#slicesByService.set(spec.serviceId, set);
+    this.#slicesByService.add(spec.serviceId, spec.id);
     this.#dirty.add(spec.serviceId);
   }
 
@@ -110,9 +105,7 @@ export class ClusterState {
     const old = this.#slices.get(id);
     if (!old) return;
     this.#slices.delete(id);
-    const set = this.#slicesByService.get(old.serviceId);
-    set?.delete(id);
-    if (set && set.size === 0) this.#slicesByService.delete(old.serviceId);
+    this.#slicesByService.remove(old.serviceId, id);
     this.#dirty.add(old.serviceId);
   }
 
@@ -139,10 +132,10 @@ export class ClusterState {
     const spec = this.#services.get(id);
     if (!spec) return null;
     for (const c of claimsOf(spec)) {
-      const owners = [...(this.#claims.get(c) ?? [])].sort();
       // The lexically first claimant keeps a contested destination: stable,
       // and independent of the order in which objects arrived.
-      if (owners[0] !== undefined && owners[0] !== id) return new ConflictError(id, owners[0], c);
+      const first = this.#claims.first(c);
+      if (first !== undefined && first !== id) return new ConflictError(id, first, c);
     }
     return null;
   }
@@ -151,7 +144,7 @@ export class ClusterState {
   service(id: string): Service | null {
     const spec = this.#services.get(id);
     if (!spec || this.conflict(id)) return null;
-    const slices = [...(this.#slicesByService.get(id) ?? [])].map((s) => this.#slices.get(s)!);
+    const slices = this.#slicesByService.get(id).map((s) => this.#slices.get(s)!);
     return joinService(spec, slices, this.#nodeName, this.#node?.addresses ?? []);
   }
 

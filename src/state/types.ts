@@ -3,6 +3,7 @@
  * API types stop at src/state/: these are validated, canonical and minimal.
  */
 import type { IPFamily } from "./ip.ts";
+import type { EndpointList } from "./endpoint_list.ts";
 
 export type Protocol = "TCP" | "UDP" | "SCTP";
 
@@ -42,13 +43,13 @@ export interface EndpointSlicePort {
   port: number;
 }
 
+/** An endpoint of a slice: its first address, conditions, node and topology hints. */
 export interface EndpointSpec {
   address: string;
   ready: boolean;
   serving: boolean;
   terminating: boolean;
   nodeName: string;
-  zone: string;
   zoneHints: string[];
   nodeHints: string[];
 }
@@ -63,7 +64,8 @@ export interface EndpointSliceSpec {
   serviceId: string;
   family: IPFamily;
   ports: EndpointSlicePort[];
-  endpoints: EndpointSpec[];
+  /** Held compactly (see endpoint_list.ts); at(i) or iteration gives EndpointSpecs. */
+  endpoints: EndpointList;
 }
 
 export interface NodeSpec {
