@@ -5,7 +5,14 @@
  * kpx's table.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { Applier, type Marker, type Nft, type NftCli, type TableState } from "../src/apply/mod.ts";
+import {
+  Applier,
+  joinBatch,
+  type Marker,
+  type Nft,
+  type NftCli,
+  type TableState,
+} from "../src/apply/mod.ts";
 import { Logger } from "../src/log/mod.ts";
 import { kpxMetrics } from "../src/metrics/mod.ts";
 import { Planner } from "../src/planner/mod.ts";
@@ -23,12 +30,12 @@ class InterferingNft implements Nft {
   beforeNextMarker: (() => Promise<void>) | undefined;
   sabotageNextApply = false;
   constructor(readonly real: NftCli) {}
-  apply(batch: Uint8Array): Promise<void> {
+  apply(batch: Uint8Array | readonly Uint8Array[]): Promise<void> {
     if (this.sabotageNextApply) {
       this.sabotageNextApply = false;
       // A command the kernel rejects at the very end of the batch: everything
       // before it must be rolled back by the kernel.
-      const text = new TextDecoder().decode(batch).replace(
+      const text = new TextDecoder().decode(joinBatch(batch)).replace(
         /\]\}\s*$/,
         ',{"delete":{"chain":{"family":"inet","table":"kpx","name":"no-such-chain"}}}]}',
       );

@@ -126,7 +126,7 @@ export class Applier {
     out.planMs = performance.now() - t;
     out.full = pending.full;
     out.services = pending.services;
-    out.bytes = pending.output.batch.length;
+    out.bytes = pending.output.bytes;
     this.#metrics.plannerDuration.observe(out.planMs / 1000, {
       mode: pending.full ? "full" : "delta",
     });
@@ -134,7 +134,7 @@ export class Applier {
 
     t = performance.now();
     try {
-      await this.#nft.apply(pending.output.batch);
+      await this.#nft.apply(pending.output.chunks);
     } catch (e) {
       out.applyMs = performance.now() - t;
       out.error = e as Error;
@@ -188,7 +188,7 @@ export class Applier {
       return false;
     }
     try {
-      await this.#nft.apply(restore.output.batch);
+      await this.#nft.apply(restore.output.chunks);
       await this.#verify(restore);
     } catch (e) {
       this.#log.error("Cannot restore the last good ruleset", { error: e });

@@ -204,7 +204,7 @@ export class IPVSApplier {
     out.planMs = performance.now() - t;
     out.full = pending.full;
     out.services = pending.services;
-    out.bytes = plan.batch.length;
+    out.bytes = plan.bytes;
     m.plannerDuration.observe(out.planMs / 1000, { mode: pending.full ? "full" : "delta" });
     for (const w of plan.warnings) this.#o.log.warn(w);
 
@@ -329,7 +329,7 @@ export class IPVSApplier {
       }
     }
     try {
-      await nft.apply(pending.output.batch);
+      await nft.apply(pending.output.chunks);
     } catch (e) {
       await undoIPVS();
       throw e;
@@ -436,7 +436,7 @@ export class IPVSApplier {
     try {
       const restore = this.session.planRestore(inv);
       if (!restore) return;
-      await this.#o.nft.apply(restore.output.batch);
+      await this.#o.nft.apply(restore.output.chunks);
       await this.#verifyMarker(restore);
       restore.commit();
       this.#o.log.warn("Restored the last good nftables rules", { generation: restore.generation });

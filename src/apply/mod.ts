@@ -8,6 +8,7 @@ export {
 } from "./conntrack.ts";
 export {
   FakeNft,
+  joinBatch,
   type Marker,
   type Nft,
   NftApplyError,

@@ -36,8 +36,11 @@ export interface Marker {
 }
 
 export interface Nft {
-  /** Applies a batch atomically; throws NftApplyError (nothing applied) on refusal. */
-  apply(batch: Uint8Array): Promise<void>;
+  /**
+   * Applies a batch atomically; throws NftApplyError (nothing applied) on
+   * refusal. The batch may come in chunks (PlanOutput.chunks), written in order.
+   */
+  apply(batch: Uint8Array | readonly Uint8Array[]): Promise<void>;
   /** kpx's chains, its non-fixed sets (affinity), and the generation marker: the
    *  inventory a full plan needs after a start or a failure. */
   readTable(): Promise<TableState>;
@@ -49,6 +52,25 @@ export interface Nft {
 
 interface JsonList {
   nftables: Array<Record<string, Record<string, unknown>>>;
+}
+
+function batchBytes(batch: Uint8Array | readonly Uint8Array[]): number {
+  if (batch instanceof Uint8Array) return batch.length;
+  let n = 0;
+  for (const c of batch) n += c.length;
+  return n;
+}
+
+/** A batch given in chunks, as one array (the same array when it is one already). */
+export function joinBatch(batch: Uint8Array | readonly Uint8Array[]): Uint8Array {
+  if (batch instanceof Uint8Array) return batch;
+  const out = new Uint8Array(batchBytes(batch));
+  let at = 0;
+  for (const c of batch) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
 }
 
 function parseList(bytes: Uint8Array): JsonList {
@@ -81,7 +103,7 @@ function affinitySets(list: JsonList): string[] {
 export class NftCli implements Nft {
   constructor(readonly runner: Runner) {}
 
-  async apply(batch: Uint8Array): Promise<void> {
+  async apply(batch: Uint8Array | readonly Uint8Array[]): Promise<void> {
     const r = await this.runner.run(["nft", "-j", "-f", "-"], batch);
     if (r.code !== 0) {
       // nft reports one line per failing command; a refused large batch can
@@ -89,7 +111,7 @@ export class NftCli implements Nft {
       const lines = r.stderr.trim().split("\n").filter((l) => l.trim() !== "");
       const first = [...new Set(lines)].slice(0, 3).join("; ");
       throw new NftApplyError(
-        `Cannot apply the nftables batch (${batch.length} bytes): nft exit status ${r.code}: ${
+        `Cannot apply the nftables batch (${batchBytes(batch)} bytes): nft exit status ${r.code}: ${
           first || "no message"
         }`,
       );
@@ -183,14 +205,14 @@ export class FakeNft implements Nft {
   /** Test seam: the next readMarker() does not report this affinity set. */
   hideNextMarkerSet: string | undefined;
 
-  apply(batch: Uint8Array): Promise<void> {
+  apply(batch: Uint8Array | readonly Uint8Array[]): Promise<void> {
     this.attempts++;
     if (this.failNextApplies > 0) {
       this.failNextApplies--;
       return Promise.reject(new NftApplyError("Cannot apply the nftables batch: injected failure"));
     }
     try {
-      this.table.apply(batch);
+      this.table.apply(joinBatch(batch));
     } catch (e) {
       return Promise.reject(new NftApplyError((e as Error).message, { cause: e }));
     }

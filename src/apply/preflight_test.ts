@@ -8,9 +8,11 @@ class ScriptedRunner implements Runner {
   constructor(
     readonly answer: (argv: readonly string[], stdin: string) => Partial<ProcessResult>,
   ) {}
-  run(argv: readonly string[], stdin?: Uint8Array): Promise<ProcessResult> {
+  run(argv: readonly string[], stdin?: Uint8Array | readonly Uint8Array[]): Promise<ProcessResult> {
     this.calls.push([...argv]);
-    const a = this.answer(argv, stdin ? new TextDecoder().decode(stdin) : "");
+    const text = (stdin instanceof Uint8Array ? [stdin] : stdin ?? [])
+      .map((c) => new TextDecoder().decode(c)).join("");
+    const a = this.answer(argv, text);
     return Promise.resolve({
       code: a.code ?? 0,
       stdout: a.stdout ?? new Uint8Array(),

@@ -22,14 +22,18 @@ export class CommandFailedError extends Error {
 }
 
 export interface Runner {
-  run(argv: readonly string[], stdin?: Uint8Array): Promise<ProcessResult>;
+  /** stdin: bytes, or pieces written one after another (a batch in chunks). */
+  run(argv: readonly string[], stdin?: Uint8Array | readonly Uint8Array[]): Promise<ProcessResult>;
 }
 
 /** Runs commands for real, optionally prefixed (e.g. ["ip", "netns", "exec", "ns1"]). */
 export class ProcessRunner implements Runner {
   constructor(readonly prefix: readonly string[] = []) {}
 
-  async run(argv: readonly string[], stdin?: Uint8Array): Promise<ProcessResult> {
+  async run(
+    argv: readonly string[],
+    stdin?: Uint8Array | readonly Uint8Array[],
+  ): Promise<ProcessResult> {
     const full = [...this.prefix, ...argv];
     let child: Deno.ChildProcess;
     try {
@@ -54,7 +58,7 @@ export class ProcessRunner implements Runner {
     if (stdin) {
       const w = child.stdin.getWriter();
       try {
-        await w.write(stdin);
+        for (const piece of stdin instanceof Uint8Array ? [stdin] : stdin) await w.write(piece);
         await w.close();
       } catch {
         // The process exited before reading all of it: its status and stderr say why.
@@ -85,7 +89,7 @@ async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> 
 export async function runChecked(
   runner: Runner,
   argv: readonly string[],
-  stdin?: Uint8Array,
+  stdin?: Uint8Array | readonly Uint8Array[],
 ): Promise<Uint8Array> {
   const r = await runner.run(argv, stdin);
   if (r.code !== 0) throw new CommandFailedError(argv, r.code, r.stderr);

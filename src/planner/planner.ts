@@ -134,23 +134,46 @@ interface CallOutput {
   side: OutputReader;
 }
 
-/** Joins a full sync's head and parts (bare, comma-separated commands) into one batch. */
-function joinBatch(head: Uint8Array, parts: readonly Uint8Array[]): Uint8Array {
-  const open = new TextEncoder().encode('{"nftables":[');
-  const close = new TextEncoder().encode("]}");
-  const pieces = [head, ...parts].filter((p) => p.length > 0);
-  let size = open.length + close.length + Math.max(0, pieces.length - 1);
-  for (const p of pieces) size += p.length;
-  const out = new Uint8Array(size);
-  out.set(open);
-  let at = open.length;
-  for (let i = 0; i < pieces.length; i++) {
-    if (i > 0) out[at++] = 0x2c; // ","
-    out.set(pieces[i]!, at);
-    at += pieces[i]!.length;
+const BATCH_OPEN = new TextEncoder().encode('{"nftables":[');
+const BATCH_CLOSE = new TextEncoder().encode("]}");
+const COMMA = new TextEncoder().encode(",");
+
+/** A full sync's head and parts (bare, comma-separated commands) as the chunks of one batch. */
+function batchChunks(head: Uint8Array, parts: readonly Uint8Array[]): Uint8Array[] {
+  const chunks: Uint8Array[] = [BATCH_OPEN];
+  for (const p of [head, ...parts]) {
+    if (p.length === 0) continue;
+    if (chunks.length > 1) chunks.push(COMMA);
+    chunks.push(p);
   }
-  out.set(close, at);
-  return out;
+  chunks.push(BATCH_CLOSE);
+  return chunks;
+}
+
+/** A PlanOutput whose batch is joined from `chunks` on first read. */
+function chunkedOutput(
+  chunks: readonly Uint8Array[],
+  rest: Omit<PlanOutput, "batch" | "chunks" | "bytes">,
+): PlanOutput {
+  let bytes = 0;
+  for (const c of chunks) bytes += c.length;
+  let joined: Uint8Array | undefined;
+  return {
+    ...rest,
+    chunks,
+    bytes,
+    get batch(): Uint8Array {
+      if (joined) return joined;
+      if (chunks.length === 1) return joined = chunks[0]!;
+      joined = new Uint8Array(bytes);
+      let at = 0;
+      for (const c of chunks) {
+        joined.set(c, at);
+        at += c.length;
+      }
+      return joined;
+    },
+  };
 }
 
 export class Planner {
@@ -260,6 +283,8 @@ export class Planner {
     const { batch, side } = this.#call(input, ipvs);
     const out = {
       batch,
+      chunks: [batch],
+      bytes: batch.length,
       added: side.strs(),
       removed: side.strs(),
       warnings: side.strs(),
@@ -313,13 +338,12 @@ export class Planner {
     const headAdded = head.side.strs();
     const removed = head.side.strs();
     warnings.push(...head.side.strs());
-    return {
-      batch: joinBatch(head.batch, batches),
+    return chunkedOutput(batchChunks(head.batch, batches), {
       added: [...headAdded, ...added],
       removed,
       warnings,
       inputBytes,
-    };
+    });
   }
 
   /** The whole table, replacing what `inventory` says is in the kernel. */

@@ -44,8 +44,16 @@ export interface Inventory {
 export const EMPTY_INVENTORY: Inventory = { layout: 0, chains: [], sets: [] };
 
 export interface PlanOutput {
-  /** The nftables JSON batch, for `nft -j -f`. */
-  batch: Uint8Array;
+  /**
+   * The nftables JSON batch, for `nft -j -f`. A full sync's is joined from
+   * its chunks when first read: the applier streams the chunks instead, and
+   * never holds the batch twice (8 MB at 10k services).
+   */
+  readonly batch: Uint8Array;
+  /** The batch's bytes, in order, in one or more pieces. */
+  readonly chunks: readonly Uint8Array[];
+  /** The batch's length. */
+  readonly bytes: number;
   /** "chain:<name>" / "set:<name>" objects the batch creates. */
   added: string[];
   /** Objects the batch deletes. */

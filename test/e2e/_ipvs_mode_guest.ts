@@ -22,7 +22,7 @@ import { defaultConfig, planContext } from "../../src/config/mod.ts";
 import { Logger } from "../../src/log/mod.ts";
 import { kpxMetrics } from "../../src/metrics/mod.ts";
 import { allServices, formatRestore, type PlanContext, Planner } from "../../src/planner/mod.ts";
-import { ClusterState, parseNode, type Service } from "../../src/state/mod.ts";
+import { ClusterState, EndpointList, parseNode, type Service } from "../../src/state/mod.ts";
 import { syntheticService, syntheticServices } from "../../bench/synthetic.ts";
 
 /** Passes commands through; once armed, cuts the next `ipvsadm -R` after `cutAfter` lines. */
@@ -30,8 +30,11 @@ class CuttingRunner implements Runner {
   cutAfter: number | undefined;
   lines: string[][] = [];
   constructor(readonly inner: Runner) {}
-  async run(argv: readonly string[], stdin?: Uint8Array): Promise<ProcessResult> {
-    if (argv[0] === "ipvsadm" && argv[1] === "-R" && stdin) {
+  async run(
+    argv: readonly string[],
+    stdin?: Uint8Array | readonly Uint8Array[],
+  ): Promise<ProcessResult> {
+    if (argv[0] === "ipvsadm" && argv[1] === "-R" && stdin instanceof Uint8Array) {
       const lines = new TextDecoder().decode(stdin).split("\n").filter((l) => l !== "");
       this.lines.push(lines);
       const k = this.cutAfter;
@@ -79,7 +82,7 @@ function load(state: ClusterState, services: readonly Service[]): void {
         serviceId: s.id,
         family: 4,
         ports: [{ name: p.name, protocol: p.protocol, port: p.endpoints[0]?.port ?? 8080 }],
-        endpoints: p.endpoints.map((e) => ({ ...e, zone: "" })),
+        endpoints: new EndpointList(p.endpoints),
       });
     }
   }
