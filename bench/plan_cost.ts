@@ -1,6 +1,7 @@
 /** Runs plan_cost_probe.ts in a fresh process per measurement (see there for what it measures). */
 import { BenchCommandError, run } from "./_compare_exec.ts";
 import type { PlanCost } from "./plan_cost_probe.ts";
+import { V8_FLAGS } from "../deploy/permissions.ts";
 
 export type { PlanCost };
 
@@ -17,8 +18,8 @@ export async function planCost(
     "run",
     "--allow-all",
     `--config=${CONFIG}`,
-    // kpx runs with a 1 MB young generation (deno.json's kpx task).
-    "--v8-flags=--max-semi-space-size=1",
+    // kpx's shipped V8 flags.
+    `--v8-flags=${V8_FLAGS}`,
     PROBE,
     String(n),
     String(repeats.full),

@@ -6,7 +6,7 @@
  * CLOCK_THREAD_CPUTIME_ID), where the WebAssembly planner runs; /proc's
  * counters only advance at scheduler ticks, too coarse for a 1 ms delta.
  *
- *   deno run -A --v8-flags=--max-semi-space-size=1 bench/plan_cost_probe.ts 10000
+ *   deno run -A --v8-flags=--max-semi-space-size=1,--optimize-for-size bench/plan_cost_probe.ts 10000
  * @module
  */
 import { EMPTY_INVENTORY, nextInventory, Planner } from "../src/planner/mod.ts";

@@ -14,6 +14,7 @@ import {
   ALLOWED_PROGRAMS,
   NARROWED_PERMISSION_FLAGS,
   PERMISSION_FLAGS,
+  V8_FLAGS,
 } from "../deploy/permissions.ts";
 import {
   builtCommit,
@@ -321,6 +322,11 @@ Deno.test("the narrowed permission list names exactly the programs src/ runs", a
     [...ALLOWED_PROGRAMS].sort(),
     "update ALLOWED_PROGRAMS in deploy/permissions.ts to what src/ runs",
   );
+});
+
+Deno.test("deno task kpx runs with the V8 flags the shipped artifacts bake in", () => {
+  const task = (denoJson as { tasks: Record<string, string> }).tasks["kpx"] ?? "";
+  ok(task.includes(`--v8-flags=${V8_FLAGS} `), `deno.json's kpx task: ${task}`);
 });
 
 Deno.test("envReads() finds named reads and flags computed or enumerated ones", () => {

@@ -102,6 +102,22 @@ export function slim(kind: SourceKind, o: unknown): Json {
   return out;
 }
 
+/**
+ * What an informer's cache keeps of an object once the handlers have taken
+ * it: only what ListWatch reads of cached objects (namespace and name to key
+ * them and find the deleted ones on a relist, resourceVersion to tell an
+ * update), and what a delete event needs. The handlers parse everything else
+ * into kpx's own state, so keeping it twice, as JSON, was ~40 MB at 10k
+ * services. The object is changed in place: it is the one ListWatch holds.
+ * Fields are set to undefined rather than deleted, which would turn the
+ * object into a slower and larger dictionary.
+ */
+export function forgetContent(o: Json): void {
+  const m = (o["metadata"] ?? {}) as Json;
+  for (const k of Object.keys(o)) o[k] = undefined;
+  o["metadata"] = pick(m, ["name", "namespace", "resourceVersion"]);
+}
+
 export interface ApiSourceOptions {
   kubeconfig?: string;
   /** Overrides the API server address of the kubeconfig (kube-proxy's --master). */
@@ -254,8 +270,16 @@ export class ApiSource {
           return controller;
         },
       } as unknown as Watch;
+      // Objects a list has already handed to the handlers: ListWatch's own
+      // add/update events for them only need to put them in its cache.
+      const delivered = new WeakSet<object>();
       const listFn = async () => {
-        // Paginated: one page in memory at a time, slimmed before keeping it.
+        // Paginated, one page in memory at a time: each item goes to the
+        // handlers as its page arrives (unless the cache has that version
+        // already: ListWatch would not report it either), then only its
+        // identity is kept for ListWatch, which diffs the whole list with
+        // its cache (deletes) once this returns. At 10k services, keeping
+        // every listed object whole until then was ~100 MB at the peak.
         const items: Json[] = [];
         let cont: string | undefined;
         let rv = "";
@@ -267,7 +291,20 @@ export class ApiSource {
           if (cont) url.searchParams.set("continue", cont);
           const page = await getJSON(endpoint, dispatcher, url.toString());
           for (const it of (page["items"] as unknown[] | undefined) ?? []) {
-            items.push(slim(res.kind, it));
+            const o = slim(res.kind, it);
+            const m = o["metadata"] as Json;
+            const cached = entry.lw.get(
+              String(m["name"] ?? ""),
+              m["namespace"] as string | undefined,
+            )
+              ?.metadata;
+            const version = m["resourceVersion"];
+            if (version === undefined || version === null || cached?.resourceVersion !== version) {
+              this.#opts.handlers.event(res.kind, "upsert", o);
+              delivered.add(o);
+            }
+            forgetContent(o);
+            items.push(o);
           }
           const meta = (page["metadata"] ?? {}) as Json;
           rv ||= String(meta["resourceVersion"] ?? "");
@@ -293,8 +330,13 @@ export class ApiSource {
         res.fieldSelector,
       );
       entry.lw = lw;
-      lw.on("add", (o) => this.#opts.handlers.event(res.kind, "upsert", o as unknown as Json));
-      lw.on("update", (o) => this.#opts.handlers.event(res.kind, "upsert", o as unknown as Json));
+      const upsert = (o: KubernetesObject) => {
+        if (delivered.delete(o)) return;
+        this.#opts.handlers.event(res.kind, "upsert", o as unknown as Json);
+        forgetContent(o as unknown as Json);
+      };
+      lw.on("add", upsert);
+      lw.on("update", upsert);
       lw.on("delete", (o) => this.#opts.handlers.event(res.kind, "delete", o as unknown as Json));
       lw.on("error", (err) => this.#failed(entry, err));
       this.#informers.push(entry);

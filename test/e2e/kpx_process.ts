@@ -3,6 +3,8 @@
  * daemon tests and the demo. Its log lines are kept (and parsed: logfmt) so
  * tests can wait for "Synced" with a bounded timeout.
  */
+import { V8_FLAGS } from "../../deploy/permissions.ts";
+
 const MAIN = new URL("../../src/main.ts", import.meta.url).pathname;
 
 export interface LogLine {
@@ -38,15 +40,9 @@ export const TEST_DAEMON_FLAGS = [
   "--v=2",
 ];
 
-/**
- * V8 flags for the child: kpx's production default (a 1 MB young generation:
- * -100 MB peak RSS at 10k services, no latency cost, and unlike a heap cap no
- * risk of an out-of-memory exit), or KPX_V8_FLAGS to try others.
- */
-export const KPX_V8_FLAGS = "--max-semi-space-size=1";
-
+/** V8 flags for the child: the shipped ones (deploy/permissions.ts), or KPX_V8_FLAGS to try others. */
 function v8Flags(): string[] {
-  return [`--v8-flags=${Deno.env.get("KPX_V8_FLAGS") ?? KPX_V8_FLAGS}`];
+  return [`--v8-flags=${Deno.env.get("KPX_V8_FLAGS") ?? V8_FLAGS}`];
 }
 
 export class KpxProcess implements AsyncDisposable {
