@@ -14,6 +14,9 @@
  * slimmed to the fields kpx reads before the informer caches them: at 10k
  * services that is most of the memory.
  *
+ * Lists are fetched page by page by this module (Deno's own fetch, see
+ * listFetchFor), and each page's objects are handed over as they arrive.
+ *
  * Under Deno, HTTP/2 is turned off (Deno's node:http2 can abort the process
  * when a server resets a stream), and the watch client refuses to open or
  * keep watches once the source is stopped (ListWatch.stop() misses a watch
@@ -166,13 +169,44 @@ export function dispatcherFor(endpoint: ApiEndpoint): Agent {
   });
 }
 
+/**
+ * How list pages are fetched: with Deno's own fetch, which reads a 10k-slice
+ * list in ~25 MB less memory than undici over Deno's node:tls (measured: 20
+ * pages of 500 slices, RSS +20 MB instead of +45 MB); with undici only where
+ * Deno's fetch cannot go, an endpoint whose certificate is not verified
+ * (insecure-skip-tls-verify: Deno can skip verification only process-wide).
+ * Watches stay with client-node's Watch.
+ */
+export type ListFetch = (url: string, init: { headers: Record<string, string> }) => Promise<
+  { status: number; text(): Promise<string> }
+>;
+
+export function listFetchFor(endpoint: ApiEndpoint, dispatcher: Agent): {
+  fetch: ListFetch;
+  close(): void;
+} {
+  const signal = () => AbortSignal.timeout(60_000);
+  if (endpoint.insecure) {
+    return {
+      fetch: (url, init) => undiciFetch(url, { ...init, dispatcher, signal: signal() }),
+      close: () => {},
+    };
+  }
+  const client = Deno.createHttpClient({
+    ...(endpoint.ca ? { caCerts: [endpoint.ca] } : {}),
+    ...(endpoint.cert && endpoint.key ? { cert: endpoint.cert, key: endpoint.key } : {}),
+  });
+  return {
+    fetch: (url, init) => fetch(url, { ...init, client, signal: signal() }),
+    close: () => client.close(),
+  };
+}
+
 /** A GET of a list page; errors carry the HTTP status as client-node's do (410 -> relist). */
-async function getJSON(endpoint: ApiEndpoint, dispatcher: Agent, url: string): Promise<Json> {
+async function getJSON(endpoint: ApiEndpoint, get: ListFetch, url: string): Promise<Json> {
   const token = await endpoint.token();
-  const res = await undiciFetch(url, {
-    dispatcher,
+  const res = await get(url, {
     headers: { Accept: "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-    signal: AbortSignal.timeout(60_000),
   });
   const text = await res.text();
   if (res.status !== 200) {
@@ -204,6 +238,7 @@ export class ApiSource {
   /** Aborts every watch, including ones ListWatch starts after stop(). */
   #stop = new AbortController();
   #dispatcher: Agent | undefined;
+  #lists: { fetch: ListFetch; close(): void } | undefined;
   #synced = false;
 
   constructor(opts: ApiSourceOptions) {
@@ -218,6 +253,8 @@ export class ApiSource {
     const endpoint = await loadApiEndpoint(this.#opts);
     const dispatcher = dispatcherFor(endpoint);
     this.#dispatcher = dispatcher;
+    const lists = listFetchFor(endpoint, dispatcher);
+    this.#lists = lists;
     const signal = this.#stop.signal;
     const realWatch = new Watch(
       watchConfig(endpoint, dispatcher) as unknown as ConstructorParameters<typeof Watch>[0],
@@ -289,7 +326,7 @@ export class ApiSource {
           if (res.fieldSelector) url.searchParams.set("fieldSelector", res.fieldSelector);
           url.searchParams.set("limit", String(PAGE_SIZE));
           if (cont) url.searchParams.set("continue", cont);
-          const page = await getJSON(endpoint, dispatcher, url.toString());
+          const page = await getJSON(endpoint, lists.fetch, url.toString());
           for (const it of (page["items"] as unknown[] | undefined) ?? []) {
             const o = slim(res.kind, it);
             const m = o["metadata"] as Json;
@@ -385,5 +422,6 @@ export class ApiSource {
     }
     // Only after the watches are gone: destroying the pool cuts connections.
     await this.#dispatcher?.destroy();
+    this.#lists?.close();
   }
 }
