@@ -1,6 +1,8 @@
 /**
  * Daemon benchmarks (issue 4): `kpx run` with 10k services x 10 endpoints,
- * fed two ways, each in a throwaway network namespace of its own:
+ * as shipped (the single-file package, built here) and from source (`deno
+ * task kpx`, for reference: it also compiles TypeScript and loads the module
+ * graph), fed two ways, each in a throwaway network namespace of its own:
  * - a manifest directory (air-gapped nodes): a changed file is read after
  *   a 100 ms debounce, which the latency figure leaves out;
  * - the Kubernetes API (the test API server, bench/_api_bench_server.ts, in
@@ -8,8 +10,9 @@
  * For each: start-up to the first applied sync; change-to-kernel latency of
  * one EndpointSlice update with 10k services loaded (target p50 under 50 ms
  * beyond the minSyncPeriod wait; minSyncPeriod is 0 here); peak RSS (target
- * under 150 MB). kpx runs with the shipped V8 flags.
+ * under 150 MB; for the package). Both run with the shipped V8 flags.
  */
+import { buildPackage } from "../deploy/package.ts";
 import { type BenchReport, median } from "./report.ts";
 import { withNamespace } from "./netns.ts";
 import { KpxProcess } from "../test/e2e/kpx_process.ts";
@@ -37,6 +40,14 @@ function vmHWM(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+/** Which kpx runs: the package, or src/main.ts (executable absent). */
+interface Build {
+  label: string;
+  executable?: { path: string; env: Record<string, string> };
+  /** Its figures carry the issue's targets. */
+  targets: boolean;
+}
+
 /** How a benchmark feeds kpx, and changes one service's slice. */
 interface Feed {
   label: string;
@@ -51,10 +62,16 @@ interface Feed {
 async function measure(
   report: BenchReport,
   ns: string,
+  build: Build,
   feed: Feed,
   changes: number,
 ): Promise<void> {
-  const kpx = new KpxProcess({ netns: ns, args: [...feed.args, ...DAEMON_FLAGS] });
+  const kpx = new KpxProcess({
+    netns: ns,
+    args: [...feed.args, ...DAEMON_FLAGS],
+    ...(build.executable ? { executable: build.executable } : {}),
+  });
+  const what = `${feed.label}, ${build.label}`;
   try {
     const t0 = performance.now();
     await kpx.nextSync(180_000, 0);
@@ -62,7 +79,7 @@ async function measure(
       suite: "daemon",
       name: `start-up to first applied sync, ${
         SERVICES / 1000
-      }k services x ${BENCH_ENDPOINTS} endpoints (${feed.label})`,
+      }k services x ${BENCH_ENDPOINTS} endpoints (${what})`,
       unit: "s",
       values: [(performance.now() - t0) / 1000],
     });
@@ -81,27 +98,27 @@ async function measure(
       suite: "daemon",
       name: `EndpointSlice change to rules in the kernel, ${
         SERVICES / 1000
-      }k services loaded (${feed.latencyNote})`,
+      }k services loaded (${feed.latencyNote}; ${build.label})`,
       unit: "ms",
       values: latencies,
-      target: { max: 50, source: "issue 4" },
+      ...(build.targets ? { target: { max: 50, source: "issue 4" } } : {}),
       note: `raw median ${median(latencies.map((l) => l + feed.fixedDelayMs)).toFixed(0)} ms`,
     });
     report.add({
       suite: "daemon",
       name: `peak RSS of kpx run, ${SERVICES / 1000}k services / ${
         SERVICES * BENCH_ENDPOINTS / 1000
-      }k endpoints (${feed.label})`,
+      }k endpoints (${what})`,
       unit: "MB",
       values: [vmHWM(kpx.pid)],
-      target: { max: 150, source: "issue 4" },
+      ...(build.targets ? { target: { max: 150, source: "issue 4" } } : {}),
     });
   } finally {
     await kpx.stop("SIGTERM");
   }
 }
 
-async function manifestsBench(report: BenchReport, changes: number): Promise<void> {
+async function manifestsBench(report: BenchReport, build: Build, changes: number): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "kpx-bench-" });
   const list = (items: unknown[]) => JSON.stringify({ apiVersion: "v1", kind: "List", items });
   try {
@@ -122,7 +139,7 @@ async function manifestsBench(report: BenchReport, changes: number): Promise<voi
     await withNamespace(async (ns) => {
       await new Deno.Command("ip", { args: ["netns", "exec", ns, "ip", "link", "set", "lo", "up"] })
         .output();
-      await measure(report, ns, {
+      await measure(report, ns, build, {
         label: "manifests",
         latencyNote: "file write to applied, minus the 100 ms file debounce",
         fixedDelayMs: 100,
@@ -163,7 +180,7 @@ class Lines {
   }
 }
 
-async function apiBench(report: BenchReport, changes: number): Promise<void> {
+async function apiBench(report: BenchReport, build: Build, changes: number): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "kpx-bench-api-" });
   try {
     await withNamespace(async (ns) => {
@@ -192,7 +209,7 @@ async function apiBench(report: BenchReport, changes: number): Promise<void> {
         const ready = await lines.next("the API server's start");
         const kubeconfig = /^READY (.+)$/.exec(ready)?.[1];
         if (!kubeconfig) throw new Error(`Cannot start the API server: it said ${ready}`);
-        await measure(report, ns, {
+        await measure(report, ns, build, {
           label: "API",
           latencyNote: "API write to applied",
           fixedDelayMs: 0,
@@ -216,6 +233,22 @@ async function apiBench(report: BenchReport, changes: number): Promise<void> {
 
 export async function runBench(report: BenchReport, opts: { quick: boolean }): Promise<void> {
   const changes = opts.quick ? 10 : 30;
-  await manifestsBench(report, changes);
-  await apiBench(report, changes);
+  const dir = await Deno.makeTempDir({ prefix: "kpx-bench-pkg-" });
+  try {
+    const built = await buildPackage({ outDir: dir, log: () => {} });
+    const env = { KPX_CACHE_DIR: `${dir}/cache` };
+    // Unpacked once before: start-up figures are of a node's every later start.
+    const first = await new Deno.Command(built.path, { args: ["version"], env }).output();
+    if (!first.success) throw new Error(`Cannot run the package: ${built.path} version failed`);
+    const builds: Build[] = [
+      { label: "package", executable: { path: built.path, env }, targets: true },
+      { label: "from source", targets: false },
+    ];
+    for (const build of builds) {
+      await manifestsBench(report, build, changes);
+      await apiBench(report, build, changes);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }

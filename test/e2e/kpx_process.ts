@@ -27,6 +27,11 @@ export interface KpxProcessOptions {
   args: string[];
   /** Echo kpx's log lines to stderr (the demo). */
   echo?: (line: LogLine) => void;
+  /**
+   * A kpx executable (the package, say) to run instead of src/main.ts under
+   * this Deno, with this environment added.
+   */
+  executable?: { path: string; env?: Record<string, string> };
 }
 
 /** Flags every test daemon needs: short periods, no global sysctls, local HTTP ports. */
@@ -52,23 +57,15 @@ export class KpxProcess implements AsyncDisposable {
   #exit: Promise<Deno.CommandStatus>;
 
   constructor(opts: KpxProcessOptions) {
+    const kpx = opts.executable
+      ? [opts.executable.path]
+      : [Deno.execPath(), "run", "--allow-all", ...v8Flags(), MAIN];
     this.#child = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        opts.netns,
-        Deno.execPath(),
-        "run",
-        "--allow-all",
-        ...v8Flags(),
-        MAIN,
-        "run",
-        ...opts.args,
-      ],
+      args: ["netns", "exec", opts.netns, ...kpx, "run", ...opts.args],
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", ...opts.executable?.env },
     }).spawn();
     this.#exit = this.#child.status;
     const read = async (stream: ReadableStream<Uint8Array>) => {
