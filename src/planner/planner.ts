@@ -60,20 +60,20 @@ const INITIAL_PAGES = 16;
 
 /**
  * A memory up to this size is kept for the next call. A full sync's part
- * needs about 4 MiB; a delta, well under one. A memory that one exceptional
+ * needs about 2 MiB; a delta, well under one. A memory that one exceptional
  * plan grew beyond this is dropped after the call.
  */
 const KEEP_BYTES = 16 * 1024 * 1024;
 
 /**
  * A full nftables sync is planned in parts of about this many bytes of
- * encoded services (roughly 500 services of one port and ten endpoints). The
+ * encoded services (roughly 300 services of one port and ten endpoints). The
  * module's allocator never frees, so its memory grows with what one call
  * plans: a part, not the cluster (at 10k services x 10 endpoints, 69 MB for
  * the whole cluster in one call). Smaller parts cost more calls; this size
  * keeps their overhead under a few percent of the plan.
  */
-const PART_BYTES = 256 * 1024;
+const PART_BYTES = 128 * 1024;
 
 export interface PlannerOptions {
   /** Caps the planner's memory (64 KiB pages); a plan that needs more fails. Default: none. */
