@@ -83,10 +83,11 @@ async function usedPermissions(): Promise<{ used: Set<string>; unmapped: string[
       unmapped.push(`${file.slice(ROOT.length)}: an HTTP ${m[1]} request`);
     }
     // API client calls: core.listServiceForAllNamespaces(, discovery.listEndpointSliceForAllNamespaces(,
-    // events.createNamespacedEvent(, core.readNode(, ...
+    // events.createNamespacedEvent(, core.readNode(, ... (not Deno's own:
+    // Deno.createHttpClient( makes no request)
     for (
       const m of text.matchAll(
-        /\.(list|read|create|patch|replace|delete|deleteCollection)(Namespaced)?([A-Z]\w*?)(ForAllNamespaces|Status)?\(/g,
+        /(?<!\bDeno)\.(list|read|create|patch|replace|delete|deleteCollection)(Namespaced)?([A-Z]\w*?)(ForAllNamespaces|Status)?\(/g,
       )
     ) {
       const [, method, , kind, suffix] = m;
