@@ -7,6 +7,8 @@ export const L4PROTO = '{"meta":{"key":"l4proto"}}';
 export const DPORT = '{"payload":{"protocol":"th","field":"dport"}}';
 export const MARK = '{"meta":{"key":"mark"}}';
 export const CT_STATE_NEW = '{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":"new"}}';
+/** The connection was DNATed (by the nat chains, earlier on its first packet). */
+export const CT_STATUS_DNAT = '{"match":{"op":"in","left":{"ct":{"key":"status"}},"right":"dnat"}}';
 export const CT_STATE_INVALID =
   '{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":"invalid"}}';
 export const FIB_DADDR_LOCAL =

@@ -8,6 +8,7 @@ import {
   concat,
   CT_STATE_INVALID,
   CT_STATE_NEW,
+  CT_STATUS_DNAT,
   daddr,
   DPORT,
   DROP,
@@ -20,6 +21,7 @@ import {
   markMasquerade,
   match,
   nfproto,
+  prefixOrAddr,
   RETURN,
   saddr,
   setRef,
@@ -212,6 +214,18 @@ export function localSource(cfg: Config, v6: bool, negate: bool): string {
       if ((cfg.localCIDRs[i].indexOf(":") >= 0) == v6) has = true;
     }
     if (!has) return "";
+    // One CIDR (the usual case): a prefix compare, cheaper per new
+    // connection than a lookup in the interval set, which serves several.
+    let only = "";
+    let count = 0;
+    for (let i = 0; i < cfg.localCIDRs.length; i++) {
+      const c = cfg.localCIDRs[i];
+      if ((c.indexOf(":") >= 0) == v6) {
+        only = c;
+        count++;
+      }
+    }
+    if (count == 1) return match(op, saddr(v6), prefixOrAddr(only));
     return match(op, saddr(v6), setRef(mapName(M_POD_CIDRS, v6)));
   }
   if (cfg.localMode == LOCAL_BRIDGE) {
@@ -255,8 +269,15 @@ export function fixedChains(cfg: Config): ChainDef[] {
     .rule([CT_STATE_NEW, jump(CHAIN_FIREWALL)]));
   chains.push(new ChainDef("filter-output-pre-dnat", baseChain("filter", "output", -110))
     .rule([CT_STATE_NEW, jump(CHAIN_FIREWALL)]));
+  // After DNAT, the checks below look for what was not DNATed: a packet
+  // still addressed to a service. A DNATed connection (one that got an
+  // endpoint) skips them with one flag test instead of three lookups, on
+  // every packet: kube-proxy's nftables mode makes those lookups for every
+  // new connection. "return" ends only this chain: other tables' and the
+  // host firewall's chains on the hook still see the packet.
   chains.push(
     new ChainDef("filter-input", baseChain("filter", "input", -10))
+      .rule([CT_STATUS_DNAT, RETURN])
       .rule([CT_STATE_NEW, jump(CHAIN_NODEPORT_ENDPOINTS)])
       .rule([CT_STATE_NEW, jump(CHAIN_SERVICE_ENDPOINTS)]),
   );
@@ -265,11 +286,13 @@ export function fixedChains(cfg: Config): ChainDef[] {
   // forwarded un-NATed to the client, which answers with a RST that kills the
   // connection (kube-proxy drops them too unless conntrack.tcpBeLiberal).
   if (cfg.dropInvalid) forward.rule([CT_STATE_INVALID, DROP]);
+  forward.rule([CT_STATUS_DNAT, RETURN]);
   forward.rule([CT_STATE_NEW, jump(CHAIN_SERVICE_ENDPOINTS)]);
   forward.rule([CT_STATE_NEW, jump(CHAIN_CLUSTER_IPS)]);
   chains.push(forward);
   chains.push(
     new ChainDef("filter-output", baseChain("filter", "output", -10))
+      .rule([CT_STATUS_DNAT, RETURN])
       .rule([CT_STATE_NEW, jump(CHAIN_SERVICE_ENDPOINTS)])
       .rule([CT_STATE_NEW, jump(CHAIN_CLUSTER_IPS)]),
   );
