@@ -160,9 +160,8 @@ async function fuzzGroup(live: KernelNs, reference: KernelNs, first: number) {
       malformed: seed % 2 === 0,
       conflicts: seed % 3 === 0,
     });
-    const state = new ClusterState("node-a");
-    const feeder = new StateFeeder(state);
-    feeder.sync(gen);
+    const feeder = StateFeeder.fed(gen);
+    const state = feeder.state;
     // Odd seeds load and resync in parts of one service; the reference is
     // always planned in one part, so the comparison covers the joined batch.
     const session = new PlanSession(seed % 2 === 1 ? perService : planner);

@@ -15,7 +15,6 @@ import {
   encodeService,
 } from "../src/planner/encode.ts";
 import { EMPTY_INVENTORY, type PlanContext } from "../src/planner/mod.ts";
-import { ClusterState } from "../src/state/mod.ts";
 import { ClusterGenerator } from "./cluster_gen.ts";
 import { CONTEXT } from "./contexts.ts";
 import { plannerBytes } from "./plan_wasm.ts";
@@ -86,9 +85,8 @@ Deno.test("planner module: output does not depend on what its memory held before
       malformed: seed % 2 === 0,
       conflicts: seed % 3 === 0,
     });
-    const state = new ClusterState("node-a");
-    const feeder = new StateFeeder(state);
-    feeder.sync(gen);
+    const feeder = StateFeeder.fed(gen);
+    const state = feeder.state;
     const before = state.services();
     for (const part of encodeFullParts(before, CONTEXT, 1, 512)) {
       sameOnGarbage(part.slice(), false, seed, `seed ${seed}: a full sync's part`);

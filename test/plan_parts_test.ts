@@ -10,7 +10,6 @@
 import { deepEqual, ok, throws } from "node:assert/strict";
 import { FakeNftables } from "../src/apply/nft_fake.ts";
 import { EMPTY_INVENTORY, nextInventory, Planner, PlannerError } from "../src/planner/mod.ts";
-import { ClusterState } from "../src/state/mod.ts";
 import { syntheticServices } from "../bench/synthetic.ts";
 import { ClusterGenerator } from "./cluster_gen.ts";
 import { CONTEXT } from "./contexts.ts";
@@ -73,9 +72,8 @@ Deno.test("planFull() in parts: random clusters, and full resyncs over their tab
       malformed: seed % 2 === 0,
       conflicts: seed % 3 === 0,
     });
-    const state = new ClusterState("node-a");
-    const feeder = new StateFeeder(state);
-    feeder.sync(gen);
+    const feeder = StateFeeder.fed(gen);
+    const state = feeder.state;
     const first = whole.planFull(state.services(), CONTEXT, EMPTY_INVENTORY, 1);
     const inventory = nextInventory(EMPTY_INVENTORY, first, whole.layoutVersion);
     gen.mutate();

@@ -1,6 +1,6 @@
 /** Keeps a ClusterState in step with a generator's objects, as a watch would. */
 import {
-  type ClusterState,
+  ClusterState,
   InvalidObjectError,
   parseEndpointSlice,
   parseService,
@@ -13,6 +13,13 @@ export class StateFeeder {
   warnings: string[] = [];
 
   constructor(readonly state: ClusterState) {}
+
+  /** A new state for `node`, fed the generator's objects. */
+  static fed(gen: ClusterGenerator, node = "node-a"): StateFeeder {
+    const feeder = new StateFeeder(new ClusterState(node));
+    feeder.sync(gen);
+    return feeder;
+  }
 
   #apply<T>(kind: "service" | "slice", id: string, obj: Record<string, unknown>) {
     try {

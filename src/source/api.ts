@@ -33,6 +33,7 @@ import { Watch } from "@kubernetes/client-node/dist/watch.js";
 import type { KubernetesListObject, KubernetesObject } from "@kubernetes/client-node/dist/types.js";
 import { Agent, fetch as undiciFetch } from "undici";
 import { type ApiEndpoint, loadApiEndpoint } from "./kubeconfig.ts";
+import { parseListItems } from "./list_items.ts";
 import type { Logger } from "../log/mod.ts";
 import type { SourceHandlers, SourceKind } from "./manifest_dir.ts";
 
@@ -110,8 +111,8 @@ export function slim(kind: SourceKind, o: unknown): Json {
  * it: only what ListWatch reads of cached objects (namespace and name to key
  * them and find the deleted ones on a relist, resourceVersion to tell an
  * update), and what a delete event needs. The handlers parse everything else
- * into kpx's own state, so keeping it twice, as JSON, was ~40 MB at 10k
- * services. The object is changed in place: it is the one ListWatch holds.
+ * into kpx's own state; the rest would be every endpoint held twice. The
+ * object is changed in place: it is the one ListWatch holds.
  * Fields are set to undefined rather than deleted, which would turn the
  * object into a slower and larger dictionary.
  */
@@ -202,8 +203,17 @@ export function listFetchFor(endpoint: ApiEndpoint, dispatcher: Agent): {
   };
 }
 
-/** A GET of a list page; errors carry the HTTP status as client-node's do (410 -> relist). */
-async function getJSON(endpoint: ApiEndpoint, get: ListFetch, url: string): Promise<Json> {
+/**
+ * A GET of a list page, its items handed to `onItem` one by one as they are
+ * parsed (list_items.ts); returns the rest (metadata). Errors carry the HTTP
+ * status as client-node's do (410 -> relist).
+ */
+async function getListPage(
+  endpoint: ApiEndpoint,
+  get: ListFetch,
+  url: string,
+  onItem: (item: unknown) => void,
+): Promise<Json> {
   const token = await endpoint.token();
   const res = await get(url, {
     headers: { Accept: "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
@@ -220,7 +230,7 @@ async function getJSON(endpoint: ApiEndpoint, get: ListFetch, url: string): Prom
     err.statusCode = res.status;
     throw err;
   }
-  return JSON.parse(text) as Json;
+  return parseListItems(text, onItem);
 }
 
 interface InformerEntry {
@@ -311,12 +321,12 @@ export class ApiSource {
       // add/update events for them only need to put them in its cache.
       const delivered = new WeakSet<object>();
       const listFn = async () => {
-        // Paginated, one page in memory at a time: each item goes to the
-        // handlers as its page arrives (unless the cache has that version
-        // already: ListWatch would not report it either), then only its
-        // identity is kept for ListWatch, which diffs the whole list with
-        // its cache (deletes) once this returns. At 10k services, keeping
-        // every listed object whole until then was ~100 MB at the peak.
+        // Paginated, one page in memory at a time, and each item parsed on
+        // its own: it goes to the handlers as it is parsed (unless the cache
+        // has that version already: ListWatch would not report it either),
+        // then only its identity is kept for ListWatch, which diffs the
+        // whole list with its cache (deletes) once this returns, instead of
+        // every listed object whole until then.
         const items: Json[] = [];
         let cont: string | undefined;
         let rv = "";
@@ -326,8 +336,7 @@ export class ApiSource {
           if (res.fieldSelector) url.searchParams.set("fieldSelector", res.fieldSelector);
           url.searchParams.set("limit", String(PAGE_SIZE));
           if (cont) url.searchParams.set("continue", cont);
-          const page = await getJSON(endpoint, lists.fetch, url.toString());
-          for (const it of (page["items"] as unknown[] | undefined) ?? []) {
+          const page = await getListPage(endpoint, lists.fetch, url.toString(), (it) => {
             const o = slim(res.kind, it);
             const m = o["metadata"] as Json;
             const cached = entry.lw.get(
@@ -342,7 +351,7 @@ export class ApiSource {
             }
             forgetContent(o);
             items.push(o);
-          }
+          });
           const meta = (page["metadata"] ?? {}) as Json;
           rv ||= String(meta["resourceVersion"] ?? "");
           cont = (meta["continue"] as string | undefined) || undefined;
